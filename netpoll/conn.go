@@ -1,0 +1,257 @@
+package netpoll
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+	"time"
+
+	easy "github.com/mailru/easygo/netpoll"
+	"golang.org/x/sys/unix"
+)
+
+// Handler is what a Conn's owner (a transport session) implements. OnRead is
+// never called concurrently with itself, nor OnTimer with itself, but the two
+// may run at the same time: a Handler guards the state they share.
+type Handler interface {
+	// OnRead is called by a worker with bytes received. data is borrowed
+	// (valid, and writable in place, until OnRead returns). OnRead returns
+	// how many leading bytes it consumed; the rest is kept with the
+	// connection and handed back, followed by newer bytes, next time.
+	OnRead(c *Conn, data []byte) (consumed int)
+	// OnTimer is called by the timing wheel when the timer set with SetTimer
+	// fires. It returns the delay to the next call; ≤ 0 stops the timer.
+	OnTimer(c *Conn, now time.Time) time.Duration
+	// OnClose is called once, when the connection is gone.
+	OnClose(c *Conn)
+}
+
+// Conn is one connection on the poller.
+type Conn struct {
+	p   *Poller
+	nc  net.Conn  // what the caller handed over; closed last
+	raw net.Conn  // the connection owning fd; kept alive so fd stays open
+	tls *tls.Conn // non-nil: reads and writes go through crypto/tls
+	fd  int
+	h   Handler
+
+	// pending holds the bytes of a half-received message between reads. Only
+	// the running read job touches it.
+	pending []byte
+
+	mu           sync.Mutex // guards the fields below
+	out          [][]byte   // queued frames, shared and immutable
+	woff         int        // bytes of out[0] already written
+	inflight     int        // frames of out handed to the running write job
+	readRunning  bool       // a read job is queued or running
+	readAgain    bool       // new bytes arrived while it ran
+	writeRunning bool       // a write job is queued or running
+	writable     bool       // EPOLLOUT arrived while the write job ran
+	writeBlocked bool       // the socket is full: waiting for EPOLLOUT (or, TLS, the wheel)
+	closing      bool       // CloseWith: flush the last frames, then FIN
+	shutWr       bool       // FIN sent
+	peerEOF      bool       // the peer sent FIN while we were closing
+	closed       bool       // Close: no more work, release when jobs end
+	released     bool       // fd and handler released
+
+	// Timing wheel links, guarded by the wheel's mutex.
+	tNext, tPrev *Conn
+	tAt          uint64 // absolute tick; 0: not scheduled
+}
+
+// RemoteAddr is the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// IsTLS tells whether the connection is encrypted.
+func (c *Conn) IsTLS() bool { return c.tls != nil }
+
+// Start begins watching the connection. buffered holds bytes the caller
+// already read from it (an HTTP server's bufio.Reader); they are handed to
+// OnRead first. Start also runs one read at once, so bytes already buffered
+// inside crypto/tls, which epoll cannot see, are not left waiting.
+func (c *Conn) Start(buffered []byte) error {
+	if len(buffered) > 0 {
+		c.pending = append(make([]byte, 0, len(buffered)), buffered...)
+	}
+	c.mu.Lock()
+	c.readRunning = true
+	c.mu.Unlock()
+	err := c.p.ep.Add(c.fd, easy.EPOLLIN|easy.EPOLLOUT|easy.EPOLLRDHUP|easy.EPOLLET, c.onEvent)
+	if err != nil {
+		c.mu.Lock()
+		c.readRunning = false
+		c.mu.Unlock()
+		c.Close()
+		return err
+	}
+	c.p.push(c, opRead)
+	return nil
+}
+
+// onEvent runs on the epoll goroutine: it only schedules work.
+func (c *Conn) onEvent(ev easy.EpollEvent) {
+	const closedEvent = 0x20 // easygo's _EPOLLCLOSED
+	if ev&closedEvent != 0 {
+		return
+	}
+	if ev&(easy.EPOLLIN|easy.EPOLLRDHUP|easy.EPOLLHUP|easy.EPOLLERR|easy.EPOLLPRI) != 0 {
+		c.scheduleRead()
+	}
+	if ev&(easy.EPOLLOUT|easy.EPOLLHUP|easy.EPOLLERR) != 0 {
+		c.onWritable()
+	}
+}
+
+func (c *Conn) scheduleRead() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if c.readRunning {
+		c.readAgain = true
+		c.mu.Unlock()
+		return
+	}
+	c.readRunning = true
+	c.mu.Unlock()
+	c.p.push(c, opRead)
+}
+
+func (c *Conn) onWritable() {
+	c.mu.Lock()
+	switch {
+	case c.closed:
+	case c.writeRunning:
+		c.writable = true
+	case c.writeBlocked:
+		c.writeBlocked = false
+		c.writeRunning = true
+		c.mu.Unlock()
+		c.p.push(c, opWrite)
+		return
+	}
+	c.mu.Unlock()
+}
+
+// Enqueue queues frame for writing and returns at once. frame must not be
+// modified afterwards: the same slice is typically queued to thousands of
+// connections. With limit > 0, Enqueue refuses (returns false) when limit
+// frames are already queued: the caller decides what a slow consumer gets.
+// On a closing or closed connection the frame is dropped and Enqueue returns
+// true: the connection's owner has already been told why it ends.
+func (c *Conn) Enqueue(frame []byte, limit int) bool {
+	c.mu.Lock()
+	if c.closing || c.closed {
+		c.mu.Unlock()
+		return true
+	}
+	if limit > 0 && len(c.out) >= limit {
+		c.mu.Unlock()
+		return false
+	}
+	c.out = append(c.out, frame)
+	c.kickLocked()
+	return true
+}
+
+// kickLocked schedules a write job if none is queued or running, and unlocks
+// c.mu (the push happens outside the connection's lock).
+func (c *Conn) kickLocked() {
+	if c.writeRunning || c.writeBlocked {
+		c.mu.Unlock()
+		return
+	}
+	c.writeRunning = true
+	c.mu.Unlock()
+	c.p.push(c, opWrite)
+}
+
+// Queued is the number of frames waiting to be written.
+func (c *Conn) Queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out)
+}
+
+// CloseWith ends the connection gracefully: with dropQueued, frames not yet
+// started are discarded (a slow consumer's backlog); then frame (a close
+// frame) is written last, a FIN follows, and the connection is released when
+// the peer closes too or after the poller's CloseGrace, whichever is first.
+// Bytes received meanwhile are discarded. Calls after the first do nothing.
+func (c *Conn) CloseWith(frame []byte, dropQueued bool) {
+	c.mu.Lock()
+	if c.closing || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	if dropQueued {
+		keep := c.inflight
+		if keep == 0 && c.woff > 0 {
+			keep = 1 // a frame half written must be finished
+		}
+		clear(c.out[keep:])
+		c.out = c.out[:keep]
+	}
+	if len(frame) > 0 {
+		c.out = append(c.out, frame)
+	}
+	c.p.wheel.schedule(c, c.p.cfg.CloseGrace)
+	c.kickLocked()
+}
+
+// Closing tells whether CloseWith or Close was called.
+func (c *Conn) Closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing || c.closed
+}
+
+// Close ends the connection at once, discarding anything queued. The
+// descriptor is released as soon as no job is using it; OnClose follows.
+func (c *Conn) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.out = nil
+	release := c.releasableLocked()
+	c.mu.Unlock()
+	c.p.wheel.remove(c)
+	if release {
+		c.release()
+	}
+}
+
+// releasableLocked reports whether the caller must release the connection:
+// it is closed, no job can touch the descriptor any more, and nobody released
+// it yet. Releasing only then keeps a worker from reading a descriptor number
+// that was closed and already reused by a newer connection.
+func (c *Conn) releasableLocked() bool {
+	if c.closed && !c.readRunning && !c.writeRunning && !c.released {
+		c.released = true
+		return true
+	}
+	return false
+}
+
+func (c *Conn) release() {
+	_ = c.p.ep.Del(c.fd)
+	c.pending = nil
+	_ = c.nc.Close()
+	c.p.forget(c)
+	c.h.OnClose(c)
+}
+
+// SetTimer (re)arms the connection's one timer: OnTimer runs after d.
+func (c *Conn) SetTimer(d time.Duration) {
+	c.p.wheel.schedule(c, d)
+}
+
+func isAgain(err error) bool { return err == unix.EAGAIN || err == unix.EWOULDBLOCK }
+
+// Handler returns the connection's handler.
+func (c *Conn) Handler() Handler { return c.h }

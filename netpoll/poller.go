@@ -1,0 +1,243 @@
+package netpoll
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	easy "github.com/mailru/easygo/netpoll"
+)
+
+// ErrClosed is returned by Add once the Poller is closed.
+var ErrClosed = errors.New("netpoll: poller closed")
+
+// Config sizes a Poller. Zero values take the defaults.
+type Config struct {
+	// Workers is the number of worker goroutines that read, run handlers and
+	// write. Default: 4 × GOMAXPROCS, at least 4: workers are never parked
+	// on one client for long, so a few per core keep every core busy.
+	Workers int
+	// Tick is the timing wheel's resolution. Default 50ms.
+	Tick time.Duration
+	// CloseGrace bounds how long a closing connection may take to flush its
+	// last frames and see the peer's FIN before it is cut. Default 3s.
+	CloseGrace time.Duration
+	// OnError, when set, is told about unexpected errors (epoll failures).
+	OnError func(error)
+}
+
+const (
+	wheelSlots   = 1024
+	readChunk    = 4 << 10 // pooled read buffer size
+	maxReadAhead = 1 << 20 // bytes a worker reads from one conn per turn before yielding
+	maxIovecs    = 512     // frames per writev
+	tlsReadWait  = time.Millisecond
+)
+
+// Poller is an epoll instance with its worker pool and timing wheel.
+type Poller struct {
+	cfg   Config
+	ep    *easy.Epoll
+	wheel *wheel
+
+	// jobs is the run queue of the workers; mu guards it and closed.
+	mu     sync.Mutex
+	cond   *sync.Cond
+	jobs   []job
+	head   int
+	closed bool
+
+	connsMu sync.Mutex
+	conns   map[*Conn]struct{} // guarded by connsMu
+	empty   []chan struct{}    // closed when conns becomes empty, guarded by connsMu
+
+	count   atomic.Int64
+	workers sync.WaitGroup
+}
+
+type op uint8
+
+const (
+	opRead op = iota + 1
+	opWrite
+)
+
+type job struct {
+	c  *Conn
+	op op
+}
+
+var readPool = sync.Pool{New: func() any { b := make([]byte, 0, readChunk); return &b }}
+
+// New starts a Poller.
+func New(cfg Config) (*Poller, error) {
+	if cfg.Workers <= 0 {
+		cfg.Workers = max(4, 4*runtime.GOMAXPROCS(0))
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 50 * time.Millisecond
+	}
+	if cfg.CloseGrace <= 0 {
+		cfg.CloseGrace = 3 * time.Second
+	}
+	if cfg.OnError == nil {
+		cfg.OnError = func(error) {}
+	}
+	ep, err := easy.EpollCreate(&easy.EpollConfig{OnWaitError: cfg.OnError})
+	if err != nil {
+		return nil, fmt.Errorf("creating epoll: %w", err)
+	}
+	p := &Poller{cfg: cfg, ep: ep, conns: make(map[*Conn]struct{})}
+	p.cond = sync.NewCond(&p.mu)
+	p.wheel = newWheel(p, cfg.Tick)
+	p.workers.Add(cfg.Workers)
+	for range cfg.Workers {
+		go p.work()
+	}
+	return p, nil
+}
+
+// Len is the number of live connections.
+func (p *Poller) Len() int { return int(p.count.Load()) }
+
+// Range calls fn for every live connection; fn must not call Add.
+func (p *Poller) Range(fn func(*Conn)) {
+	p.connsMu.Lock()
+	list := make([]*Conn, 0, len(p.conns))
+	for c := range p.conns {
+		list = append(list, c)
+	}
+	p.connsMu.Unlock()
+	for _, c := range list {
+		fn(c)
+	}
+}
+
+// Add takes over nc, which must no longer be used by anyone else, and
+// returns its Conn. The connection is not watched until Start is called, so
+// the caller can queue its first messages (and the handler can be wired)
+// before any byte of the client is handled.
+func (p *Poller) Add(nc net.Conn, h Handler) (*Conn, error) {
+	raw, fd, err := rawConn(nc)
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{p: p, nc: nc, raw: raw, fd: fd, h: h, tls: tlsOf(nc)}
+	p.connsMu.Lock()
+	if p.isClosed() {
+		p.connsMu.Unlock()
+		return nil, ErrClosed
+	}
+	p.conns[c] = struct{}{}
+	p.connsMu.Unlock()
+	p.count.Add(1)
+	return c, nil
+}
+
+func (p *Poller) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// Close stops the poller's goroutines and waits for them. Connections still
+// open are closed hard; close them gracefully first (see Conn.CloseWith).
+func (p *Poller) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	p.Range(func(c *Conn) { c.Close() })
+	p.wheel.stop()
+	p.mu.Lock()
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	p.workers.Wait()
+	p.ep.Close()
+}
+
+func (p *Poller) forget(c *Conn) {
+	p.connsMu.Lock()
+	delete(p.conns, c)
+	p.count.Add(-1)
+	if len(p.conns) == 0 {
+		for _, ch := range p.empty {
+			close(ch)
+		}
+		p.empty = nil
+	}
+	p.connsMu.Unlock()
+}
+
+// WaitEmpty waits until no connection is left or timeout passes, and
+// reports whether none is left.
+func (p *Poller) WaitEmpty(timeout time.Duration) bool {
+	p.connsMu.Lock()
+	if len(p.conns) == 0 {
+		p.connsMu.Unlock()
+		return true
+	}
+	ch := make(chan struct{})
+	p.empty = append(p.empty, ch)
+	p.connsMu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// push queues a job; it never blocks.
+func (p *Poller) push(c *Conn, o op) {
+	p.mu.Lock()
+	if p.head > 0 && p.head == len(p.jobs) {
+		p.jobs, p.head = p.jobs[:0], 0
+	}
+	p.jobs = append(p.jobs, job{c, o})
+	p.mu.Unlock()
+	p.cond.Signal()
+}
+
+func (p *Poller) work() {
+	defer p.workers.Done()
+	w := &worker{}
+	for {
+		p.mu.Lock()
+		for p.head == len(p.jobs) && !p.closed {
+			p.cond.Wait()
+		}
+		if p.closed && p.head == len(p.jobs) {
+			p.mu.Unlock()
+			return
+		}
+		j := p.jobs[p.head]
+		p.jobs[p.head] = job{}
+		p.head++
+		if p.head == len(p.jobs) {
+			p.jobs, p.head = p.jobs[:0], 0
+		}
+		p.mu.Unlock()
+		switch j.op {
+		case opRead:
+			j.c.runRead(w)
+		case opWrite:
+			j.c.runWrite(w)
+		}
+	}
+}
+
+// worker holds per-worker scratch space, reused across connections.
+type worker struct {
+	iov     [][]byte
+	scratch []byte
+}
