@@ -1,0 +1,323 @@
+package hub
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"hash/maphash"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Hub is the registry of keys and their followers. Create it with New; the
+// zero value is not usable. All methods are goroutine-safe.
+type Hub struct {
+	shards [numShards]shard
+	seed   maphash.Seed
+
+	cfg   atomic.Pointer[config]
+	cfgMu sync.Mutex // serialises Configure
+
+	// Epochs are epochPrefix (random per Hub, so unique across restarts)
+	// followed by a per-Hub counter.
+	epochPrefix string
+	epochSeq    atomic.Uint64
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	stop      chan struct{} // closed by Close to stop the sweeper
+	done      chan struct{} // closed by the sweeper when it returns; nil without one
+
+	subsMu sync.Mutex
+	subs   map[*Subscription]struct{} // guarded by subsMu; live subscriptions, for Close
+
+	evictMu sync.Mutex // held by the one goroutine enforcing the global cap
+
+	keys       atomic.Int64
+	published  atomic.Uint64 // also the publish order of messages
+	delivered  atomic.Uint64
+	dropped    atomic.Uint64
+	slowCloses atomic.Uint64
+	evicted    atomic.Uint64
+	histMsgs   atomic.Int64
+	histBytes  atomic.Int64
+}
+
+// New returns a running Hub: its sweeper goroutine runs until Close.
+func New(opts ...Option) *Hub {
+	c := defaultConfig()
+	for _, o := range opts {
+		o(&c)
+	}
+	h := &Hub{
+		seed:        maphash.MakeSeed(),
+		epochPrefix: newEpochPrefix(),
+		stop:        make(chan struct{}),
+		subs:        make(map[*Subscription]struct{}),
+	}
+	for i := range h.shards {
+		h.shards[i].keys = make(map[string]*keyState)
+	}
+	h.cfg.Store(&c)
+	interval := c.sweepInterval
+	if interval == 0 {
+		interval = DefaultSweepInterval
+	}
+	if interval > 0 {
+		h.done = make(chan struct{})
+		go h.sweepLoop(interval)
+	}
+	return h
+}
+
+// newEpochPrefix returns 8 random base32 characters: 40 bits make a clash
+// between two process lifetimes of one gateway practically impossible.
+func newEpochPrefix() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
+}
+
+// newEpoch returns an epoch no other key state of any process has had.
+func (h *Hub) newEpoch() string {
+	return h.epochPrefix + "-" + strconv.FormatUint(h.epochSeq.Add(1), 36)
+}
+
+func (h *Hub) shardFor(key string) *shard {
+	return &h.shards[maphash.String(h.seed, key)%numShards]
+}
+
+// Configure applies options to the running hub (a Caddy reload). Smaller
+// limits apply to live state at once: history is trimmed to a smaller size,
+// expired by a shorter TTL and evicted down to a smaller byte cap. A smaller
+// MaxKeysPerConn applies to later Follow calls; keys already followed stay.
+func (h *Hub) Configure(opts ...Option) {
+	h.cfgMu.Lock()
+	defer h.cfgMu.Unlock()
+	old := h.cfg.Load()
+	c := *old
+	for _, o := range opts {
+		o(&c)
+	}
+	h.cfg.Store(&c)
+	if c.historySize < old.historySize {
+		for i := range h.shards {
+			sh := &h.shards[i]
+			sh.mu.Lock()
+			h.trimLocked(sh, c.historySize)
+			sh.mu.Unlock()
+		}
+	}
+	if c.historyTTL > 0 && (old.historyTTL == 0 || c.historyTTL < old.historyTTL) {
+		h.sweep()
+	}
+	h.enforceCap()
+}
+
+// Close shuts the hub down: it stops the sweeper and waits for it, then
+// calls Close(ReasonShutdown) on every follower the hub has not already
+// closed. Afterwards Publish and Follow return ErrClosed and Subscribe
+// returns closed subscriptions. Close is idempotent.
+func (h *Hub) Close() {
+	h.closeOnce.Do(func() {
+		h.subsMu.Lock()
+		h.closed.Store(true)
+		subs := make([]*Subscription, 0, len(h.subs))
+		for s := range h.subs {
+			subs = append(subs, s)
+		}
+		h.subsMu.Unlock()
+		close(h.stop)
+		if h.done != nil {
+			<-h.done
+		}
+		for _, s := range subs {
+			if s.stopped.CompareAndSwap(false, true) {
+				s.f.Close(ReasonShutdown)
+			}
+		}
+	})
+}
+
+// Publish appends a message to key's history and queues it to every
+// follower of key, in seq order, without waiting for any of them. It
+// returns once that is done: the message is in history and queued.
+//
+// An empty event means DefaultEvent. Publish keeps data as the message's
+// Data: the caller must not modify it afterwards (several Publish calls may
+// share one data slice). Followers whose queue is full are counted as
+// dropped and closed with ReasonSlowConsumer after the lock is released.
+func (h *Hub) Publish(key, event string, data []byte) (Published, error) {
+	if err := ValidKey(key); err != nil {
+		return Published{}, err
+	}
+	if event == "" {
+		event = DefaultEvent
+	}
+	if err := validEvent(event); err != nil {
+		return Published{}, err
+	}
+	if h.closed.Load() {
+		return Published{}, ErrClosed
+	}
+	m := &Message{Event: event, Data: data}
+	// Followers that overflow are closed after unlocking; a few fit on the
+	// stack so that the common case allocates nothing.
+	var slowBuf [8]*Subscription
+	slow := slowBuf[:0]
+	delivered, dropped := 0, 0
+
+	sh := h.shardFor(key)
+	sh.mu.Lock()
+	// The config and the clock are read under the lock so that Configure,
+	// which trims under the same lock after storing, never misses a message.
+	cfg := h.cfg.Load()
+	ks := h.keyStateLocked(sh, key)
+	ks.seq++
+	m.Key, m.Epoch, m.Seq = ks.key, ks.epoch, ks.seq
+	m.TS = cfg.now().UnixMilli()
+	m.order = h.published.Add(1)
+	if cfg.historySize > 0 {
+		h.appendLocked(sh, ks, m, cfg.historySize)
+	} else if len(ks.followers) == 0 {
+		sh.sweepEmpty = true
+	}
+	for i := range ks.followers {
+		fl := &ks.followers[i]
+		if fl.sub.stopped.Load() {
+			continue
+		}
+		if fl.f.Deliver(m) {
+			delivered++
+			continue
+		}
+		dropped++
+		if fl.sub.stopped.CompareAndSwap(false, true) {
+			slow = append(slow, fl.sub)
+		}
+	}
+	p := Published{Key: ks.key, Epoch: ks.epoch, Seq: m.Seq, LocalReceivers: delivered}
+	sh.mu.Unlock()
+
+	if delivered > 0 {
+		h.delivered.Add(uint64(delivered))
+	}
+	if dropped > 0 {
+		h.dropped.Add(uint64(dropped))
+	}
+	for _, s := range slow {
+		h.slowCloses.Add(1)
+		s.f.Close(ReasonSlowConsumer)
+	}
+	h.enforceCap()
+	return p, nil
+}
+
+// KeyInfo describes key. It reports false when the key has neither history
+// nor followers.
+func (h *Hub) KeyInfo(key string) (KeyInfo, bool) {
+	if ValidKey(key) != nil {
+		return KeyInfo{}, false
+	}
+	sh := h.shardFor(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ks := sh.keys[key]
+	if ks == nil || (ks.hist.n == 0 && len(ks.followers) == 0) {
+		return KeyInfo{}, false
+	}
+	return ks.infoLocked(), true
+}
+
+// DropKey forgets key: its history goes, the next Publish or Follow gets a
+// new epoch and seq restarts at 1. Every follower of key is unfollowed from
+// it and closed with ReasonKeyDropped (the whole connection: its client must
+// resync). It returns the key as it was, and false when the key had neither
+// history nor followers.
+func (h *Hub) DropKey(key string) (KeyInfo, bool) {
+	if ValidKey(key) != nil {
+		return KeyInfo{}, false
+	}
+	sh := h.shardFor(key)
+	sh.mu.Lock()
+	ks := sh.keys[key]
+	if ks == nil {
+		sh.mu.Unlock()
+		return KeyInfo{}, false
+	}
+	info := ks.infoLocked()
+	h.clearHistoryLocked(sh, ks)
+	fs := ks.followers
+	ks.followers = nil
+	for i := range fs {
+		fs[i].ref.idx = -1
+	}
+	h.deleteKeyLocked(sh, ks)
+	sh.mu.Unlock()
+
+	for i := range fs {
+		s := fs[i].sub
+		if s.stopped.CompareAndSwap(false, true) {
+			s.f.Close(ReasonKeyDropped)
+		}
+		s.forget(ks.key, fs[i].ref)
+	}
+	return info, info.History > 0 || info.Followers > 0
+}
+
+// Stats returns the hub's counters. They are read one by one, so a Stats
+// taken while publishing may be off by the messages in flight.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Keys:               int(h.keys.Load()),
+		Published:          h.published.Load(),
+		Delivered:          h.delivered.Load(),
+		Dropped:            h.dropped.Load(),
+		SlowConsumerCloses: h.slowCloses.Load(),
+		HistoryMessages:    h.histMsgs.Load(),
+		HistoryBytes:       h.histBytes.Load(),
+		HistoryEvicted:     h.evicted.Load(),
+	}
+}
+
+// sweepLoop is the hub's one goroutine.
+func (h *Hub) sweepLoop(interval time.Duration) {
+	defer close(h.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			h.sweep()
+		}
+	}
+}
+
+// sweep expires history older than the TTL, deletes key states left empty
+// by publishes without history, and enforces the global cap. It takes one
+// shard lock at a time.
+func (h *Hub) sweep() {
+	cfg := h.cfg.Load()
+	cutoff := int64(math.MinInt64)
+	if cfg.historyTTL > 0 {
+		cutoff = cfg.now().Add(-cfg.historyTTL).UnixMilli()
+	}
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		h.expireLocked(sh, cutoff)
+		if sh.sweepEmpty {
+			for _, ks := range sh.keys {
+				h.deleteIfEmptyLocked(sh, ks)
+			}
+			sh.sweepEmpty = false
+		}
+		sh.mu.Unlock()
+	}
+	h.enforceCap()
+}
