@@ -1,0 +1,15 @@
+// Package gateway serves push_gateway's client endpoint: it picks the
+// transport a request asks for, upgrades WebSockets with gobwas/ws, hands the
+// hijacked connection to the netpoll poller, and runs the native protocol
+// (register, unregister, ping, ack) against the hub.
+//
+// An Engine is one process's gateway. It owns the hub, the poller and every
+// connection, and is goroutine-safe. Its goroutines are the poller's and the
+// hub's, started by New and stopped by Shutdown; a connection owns none.
+//
+// A WebSocket session is driven from two sides: netpoll workers call its
+// OnRead and the timing wheel its OnTimer (decoding frames, heartbeats, idle
+// timeouts), while publishers call its Deliver and Notify through the hub
+// (queueing frames that were encoded once per message). Neither side blocks
+// on the client.
+package gateway

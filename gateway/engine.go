@@ -1,0 +1,208 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pushgateway/push_gateway/hub"
+	"github.com/pushgateway/push_gateway/netpoll"
+)
+
+// shutdownWait bounds how long Shutdown waits for clients to take their 1001.
+const shutdownWait = 2 * time.Second
+
+// Engine is one process's gateway: the hub, the poller and every live
+// connection. It is goroutine-safe. The module keeps one Engine per process
+// in a usage pool, so it outlives reloads (I8).
+type Engine struct {
+	logger *zap.Logger
+	hub    *hub.Hub
+	poller *netpoll.Poller
+
+	closing atomic.Bool
+	conns   struct {
+		WebSocket, SSE, Poll, SocketIO atomic.Int64
+	}
+
+	mu     sync.Mutex
+	routes map[string]*Route // guarded by mu
+}
+
+// Route holds one handler's RouteSettings. Live connections read it each
+// time they need a setting, so Set applies to them at once.
+type Route struct {
+	name     string
+	settings atomic.Pointer[RouteSettings]
+}
+
+// New starts an Engine: its hub and its poller (and their goroutines).
+func New(cfg Config, logger *zap.Logger) (*Engine, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	p, err := netpoll.New(netpoll.Config{
+		Workers: cfg.Workers,
+		OnError: func(err error) { logger.Error("epoll wait failed", zap.Error(err)) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting poller: %w", err)
+	}
+	return &Engine{
+		logger: logger,
+		hub:    hub.New(hubOptions(cfg)...),
+		poller: p,
+		routes: map[string]*Route{},
+	}, nil
+}
+
+func hubOptions(cfg Config) []hub.Option {
+	var opts []hub.Option
+	if cfg.HistorySize > 0 {
+		opts = append(opts, hub.WithHistorySize(cfg.HistorySize))
+	}
+	if cfg.HistoryTTL > 0 {
+		opts = append(opts, hub.WithHistoryTTL(cfg.HistoryTTL))
+	}
+	if cfg.HistoryMaxBytes > 0 {
+		opts = append(opts, hub.WithHistoryMaxBytes(cfg.HistoryMaxBytes))
+	}
+	return opts
+}
+
+// Configure applies a reloaded Config to the live engine. (The worker count
+// is fixed for the engine's life.)
+func (e *Engine) Configure(cfg Config) { e.hub.Configure(hubOptions(cfg)...) }
+
+// Hub returns the engine's hub, for the admin routes.
+func (e *Engine) Hub() *hub.Hub { return e.hub }
+
+// Route returns the settings holder named name, creating it with the
+// defaults on first use.
+func (e *Engine) Route(name string) *Route {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.routes[name]
+	if r == nil {
+		r = &Route{name: name}
+		r.Set(RouteSettings{})
+		e.routes[name] = r
+	}
+	return r
+}
+
+// Set replaces the route's settings; zero fields take their defaults.
+func (r *Route) Set(s RouteSettings) {
+	s.normalize()
+	r.settings.Store(&s)
+}
+
+// Settings returns the route's current settings, defaults filled in.
+func (r *Route) Settings() RouteSettings { return *r.get() }
+
+func (r *Route) get() *RouteSettings { return r.settings.Load() }
+
+func (s *RouteSettings) normalize() {
+	if len(s.Transports) == 0 {
+		s.Transports = []string{TransportWebSocket, TransportSSE, TransportPoll}
+	}
+	if s.Heartbeat <= 0 {
+		s.Heartbeat = DefaultHeartbeat
+	}
+	if s.IdleTimeout <= 0 {
+		s.IdleTimeout = DefaultIdleTimeout
+	}
+	if s.MaxMessageSize <= 0 {
+		s.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if s.QueueSize <= 0 {
+		s.QueueSize = DefaultQueueSize
+	}
+}
+
+func (s *RouteSettings) enabled(transport string) bool {
+	return slices.Contains(s.Transports, transport)
+}
+
+// ServeHTTP serves the client endpoint: it picks the transport from the
+// request and answers every error itself, as JSON. The error it returns is
+// for the caller's log only.
+func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request, route *Route) error {
+	set := route.get()
+	switch {
+	case isWebSocket(r):
+		if !set.enabled(TransportWebSocket) {
+			return writeError(w, http.StatusBadRequest, "the websocket transport is not enabled on this route")
+		}
+		return e.serveWebSocket(w, r, route)
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		w.Header().Set("Allow", "GET")
+		return writeError(w, http.StatusMethodNotAllowed, "the push endpoint answers GET only")
+	case acceptsEventStream(r):
+		return writeError(w, http.StatusNotImplemented, "the sse transport is not available in this build")
+	default:
+		return writeError(w, http.StatusNotImplemented, "the long-poll transport is not available in this build")
+	}
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	st := Stats{Stats: e.hub.Stats(), Goroutines: runtime.NumGoroutine()}
+	st.Connections.WebSocket = e.conns.WebSocket.Load()
+	st.Connections.SSE = e.conns.SSE.Load()
+	st.Connections.Poll = e.conns.Poll.Load()
+	st.Connections.SocketIO = e.conns.SocketIO.Load()
+	st.Connections.Total = st.Connections.WebSocket + st.Connections.SSE + st.Connections.Poll + st.Connections.SocketIO
+	return st
+}
+
+// Shutdown refuses new connections, closes every live one with 1001, waits
+// briefly for clients to take it, then stops the poller and the hub.
+func (e *Engine) Shutdown() {
+	if e.closing.Swap(true) {
+		return
+	}
+	e.poller.Range(func(c *netpoll.Conn) {
+		if s, ok := c.Handler().(interface{ goAway() }); ok {
+			s.goAway()
+		} else {
+			c.Close()
+		}
+	})
+	e.poller.WaitEmpty(shutdownWait)
+	e.poller.Close()
+	e.hub.Close()
+}
+
+func acceptsEventStream(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writeError answers {"error": msg} with status and returns msg as an error.
+func writeError(w http.ResponseWriter, status int, msg string) error {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	return fmt.Errorf("%d: %s", status, msg)
+}

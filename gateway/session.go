@@ -1,0 +1,248 @@
+package gateway
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+	"go.uber.org/zap"
+
+	"github.com/pushgateway/push_gateway/hub"
+	"github.com/pushgateway/push_gateway/netpoll"
+	"github.com/pushgateway/push_gateway/protocol"
+)
+
+// wsSession is one native WebSocket connection: a netpoll.Handler on the
+// reading side and a hub.Follower on the writing side. An idle session is
+// this struct, its Conn and its Subscription: nothing else (I4).
+type wsSession struct {
+	e     *Engine
+	route *Route
+	conn  *netpoll.Conn
+	sub   *hub.Subscription
+
+	lastRead atomic.Int64 // unix nanos of the last byte received
+	lastPing atomic.Int64 // unix nanos of the last heartbeat sent
+	ended    atomic.Bool  // a close was decided; later ones are ignored
+
+	// Fragmented-message state, touched only by OnRead.
+	frag     []byte
+	fragOp   ws.OpCode
+	fragging bool
+}
+
+var (
+	_ hub.Follower    = (*wsSession)(nil)
+	_ netpoll.Handler = (*wsSession)(nil)
+)
+
+// Deliver queues a published message: the frame was encoded once for every
+// follower (I3: never blocks; false marks a slow consumer).
+func (s *wsSession) Deliver(m *hub.Message) bool {
+	return s.conn.Enqueue(m.Encoded(protocol.Native), s.route.get().QueueSize)
+}
+
+// Notify queues a registered or resync message.
+func (s *wsSession) Notify(n hub.Notice) bool {
+	var payload []byte
+	switch n.Kind {
+	case hub.NoticeRegistered:
+		payload = protocol.AppendRegistered(nil, n.Key, n.Epoch, n.Seq)
+	case hub.NoticeResync:
+		payload = protocol.AppendResync(nil, n.Key, n.Epoch, n.Seq)
+	default:
+		return true
+	}
+	return s.conn.Enqueue(protocol.TextFrame(nil, payload), s.route.get().QueueSize)
+}
+
+// Close is the hub telling the session to end.
+func (s *wsSession) Close(r hub.Reason) {
+	switch r {
+	case hub.ReasonSlowConsumer:
+		s.fail(protocol.CloseOverLimit, "slow_consumer", "the connection did not keep up with its messages", true)
+	case hub.ReasonKeyDropped:
+		s.fail(protocol.CloseKeyRefused, "key_dropped", "an operator dropped a key this connection follows", false)
+	default:
+		s.goAway()
+	}
+}
+
+// goAway closes with 1001: the gateway is shutting down.
+func (s *wsSession) goAway() {
+	if s.ended.Swap(true) {
+		return
+	}
+	s.conn.CloseWith(protocol.CloseFrame(protocol.CloseGoingAway, "gateway shutting down"), false)
+}
+
+// fail sends an error message and closes with code. With dropQueued, frames
+// not yet written are discarded first (a slow consumer's backlog: it resumes
+// from history with since/epoch).
+func (s *wsSession) fail(code uint16, errCode, msg string, dropQueued bool) {
+	if s.ended.Swap(true) {
+		return
+	}
+	frames := protocol.TextFrame(nil, protocol.AppendError(nil, errCode, msg))
+	frames = append(frames, protocol.CloseFrame(code, errCode)...)
+	s.conn.CloseWith(frames, dropQueued)
+	if ce := s.e.logger.Check(zap.DebugLevel, "closing connection"); ce != nil {
+		ce.Write(zap.Uint16("code", code), zap.String("reason", errCode),
+			zap.Stringer("remote", s.conn.RemoteAddr()))
+	}
+}
+
+// OnRead decodes every whole frame in data and keeps the rest for later.
+func (s *wsSession) OnRead(c *netpoll.Conn, data []byte) int {
+	s.lastRead.Store(time.Now().UnixNano())
+	set := s.route.get()
+	off := 0
+	for !s.ended.Load() {
+		h, hn, err := parseFrameHeader(data[off:])
+		if err != nil {
+			s.fail(protocol.CloseProtocolError, "protocol_error", err.Error(), false)
+			return len(data)
+		}
+		if hn == 0 {
+			break
+		}
+		if h.length > set.MaxMessageSize || (s.fragging && int64(len(s.frag))+h.length > set.MaxMessageSize) {
+			s.fail(protocol.CloseTooLarge, "too_large", "message larger than max_message_size", false)
+			return len(data)
+		}
+		end := off + hn + int(h.length)
+		if end > len(data) {
+			break // the rest of the frame has not arrived yet
+		}
+		payload := data[off+hn : end]
+		ws.Cipher(payload, h.mask, 0)
+		off = end
+		s.onFrame(h, payload, set)
+	}
+	if s.ended.Load() {
+		return len(data)
+	}
+	return off
+}
+
+// onFrame handles one whole, unmasked frame.
+func (s *wsSession) onFrame(h frameHeader, payload []byte, set *RouteSettings) {
+	switch h.op {
+	case ws.OpPing:
+		s.conn.Enqueue(protocol.PongFrame(payload), 0)
+	case ws.OpPong:
+	case ws.OpClose:
+		s.onClose(payload)
+	case ws.OpContinuation:
+		if !s.fragging {
+			s.fail(protocol.CloseProtocolError, "protocol_error", "continuation frame without a message to continue", false)
+			return
+		}
+		s.frag = append(s.frag, payload...)
+		if h.fin {
+			msg, op := s.frag, s.fragOp
+			s.frag, s.fragging = nil, false
+			s.onMessage(op, msg, set)
+		}
+	default: // text or binary
+		if s.fragging {
+			s.fail(protocol.CloseProtocolError, "protocol_error", "new message before the fragmented one ended", false)
+			return
+		}
+		if !h.fin {
+			s.fragging, s.fragOp = true, h.op
+			s.frag = append(make([]byte, 0, 2*len(payload)), payload...)
+			return
+		}
+		s.onMessage(h.op, payload, set)
+	}
+}
+
+// onClose answers the client's close frame with the same code.
+func (s *wsSession) onClose(payload []byte) {
+	code := ws.StatusNormalClosure
+	if len(payload) > 0 {
+		var reason string
+		code, reason = ws.ParseCloseFrameData(payload)
+		if err := ws.CheckCloseFrameData(code, reason); err != nil {
+			s.fail(protocol.CloseProtocolError, "protocol_error", "invalid close frame: "+err.Error(), false)
+			return
+		}
+	}
+	if s.ended.Swap(true) {
+		return
+	}
+	s.conn.CloseWith(protocol.CloseFrame(uint16(code), ""), false)
+}
+
+// onMessage handles one whole client message.
+func (s *wsSession) onMessage(op ws.OpCode, msg []byte, set *RouteSettings) {
+	if op != ws.OpText {
+		s.fail(protocol.CloseMalformed, "bad_request", "only text frames holding JSON are accepted", false)
+		return
+	}
+	if !utf8.Valid(msg) {
+		s.fail(protocol.CloseInvalidPayload, "bad_utf8", "text frame is not valid UTF-8", false)
+		return
+	}
+	m, err := protocol.ParseClient(msg)
+	if err != nil {
+		s.fail(protocol.CloseMalformed, "bad_request", err.Error(), false)
+		return
+	}
+	switch m.Type {
+	case protocol.TypeRegister:
+		s.follow(m.SDKKey, m.Since, m.Epoch, m.HasSince)
+	case protocol.TypeUnregister:
+		s.sub.Unfollow(m.SDKKey)
+	case protocol.TypePing:
+		s.conn.Enqueue(pongMessage, 0)
+	case protocol.TypeAck:
+		// Recorded by delivery confirmation (issue 4); valid acks are accepted.
+	}
+}
+
+var pongMessage = protocol.TextFrame(nil, protocol.AppendPong(nil))
+
+// follow registers key, answering errors with the contract's close codes.
+func (s *wsSession) follow(key string, since uint64, epoch string, resume bool) {
+	err := s.sub.Follow(key, since, epoch, resume)
+	switch {
+	case err == nil:
+	case errors.Is(err, hub.ErrTooManyKeys):
+		s.fail(protocol.CloseOverLimit, "too_many_keys", "this connection follows too many keys", false)
+	case errors.Is(err, hub.ErrBadKey):
+		s.fail(protocol.CloseMalformed, "bad_request", "invalid sdk_key", false)
+	default:
+		s.goAway()
+	}
+}
+
+// OnTimer sends heartbeats and enforces the idle timeout, on the poller's
+// one timing wheel.
+func (s *wsSession) OnTimer(c *netpoll.Conn, now time.Time) time.Duration {
+	set := s.route.get()
+	idleAt := time.Unix(0, s.lastRead.Load()).Add(set.IdleTimeout)
+	if !now.Before(idleAt) {
+		s.fail(protocol.CloseIdleTimeout, "idle_timeout", "nothing received for longer than idle_timeout", false)
+		return 0
+	}
+	pingAt := time.Unix(0, s.lastPing.Load()).Add(set.Heartbeat)
+	if !now.Before(pingAt) {
+		c.Enqueue(protocol.PingFrame(), 0)
+		s.lastPing.Store(now.UnixNano())
+		pingAt = now.Add(set.Heartbeat)
+	}
+	if pingAt.Before(idleAt) {
+		return pingAt.Sub(now)
+	}
+	return idleAt.Sub(now)
+}
+
+// OnClose releases the session's keys.
+func (s *wsSession) OnClose(c *netpoll.Conn) {
+	s.sub.Close()
+	s.e.conns.WebSocket.Add(-1)
+}
