@@ -32,6 +32,7 @@ type RouteSettings struct {
 	MaxMessageSize int64         // client message limit, close 1009; default 64 KiB
 	MaxKeysPerConn int           // keys one connection may follow, close 4429; default 64
 	QueueSize      int           // per-connection outbound queue, in messages; default 256
+	SocketIOPaths  []string      // where Engine.IO is served; default /socket.io/ /realtime/ /server/realtime/
 }
 
 // Defaults for RouteSettings.
@@ -41,6 +42,9 @@ const (
 	DefaultMaxMessageSize = 64 << 10
 	DefaultQueueSize      = 256
 )
+
+// DefaultSocketIOPaths are where Engine.IO is served by default.
+var DefaultSocketIOPaths = []string{"/socket.io/", "/realtime/", "/server/realtime/"}
 
 // Connections counts live connections by transport.
 type Connections struct {

@@ -101,7 +101,7 @@ func (e *Engine) Route(name string) *Route {
 
 // Set replaces the route's settings; zero fields take their defaults.
 func (r *Route) Set(s RouteSettings) {
-	s.normalize()
+	s = s.WithDefaults()
 	r.settings.Store(&s)
 }
 
@@ -110,7 +110,9 @@ func (r *Route) Settings() RouteSettings { return *r.get() }
 
 func (r *Route) get() *RouteSettings { return r.settings.Load() }
 
-func (s *RouteSettings) normalize() {
+// WithDefaults returns s with every zero field set to its default: the
+// values a route will run with.
+func (s RouteSettings) WithDefaults() RouteSettings {
 	if len(s.Transports) == 0 {
 		s.Transports = []string{TransportWebSocket, TransportSSE, TransportPoll}
 	}
@@ -123,9 +125,16 @@ func (s *RouteSettings) normalize() {
 	if s.MaxMessageSize <= 0 {
 		s.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if s.MaxKeysPerConn == 0 {
+		s.MaxKeysPerConn = hub.DefaultMaxKeysPerConn
+	}
 	if s.QueueSize <= 0 {
 		s.QueueSize = DefaultQueueSize
 	}
+	if len(s.SocketIOPaths) == 0 {
+		s.SocketIOPaths = DefaultSocketIOPaths
+	}
+	return s
 }
 
 func (s *RouteSettings) enabled(transport string) bool {
@@ -138,6 +147,9 @@ func (s *RouteSettings) enabled(transport string) bool {
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request, route *Route) error {
 	set := route.get()
 	switch {
+	case r.URL.Query().Has("EIO"):
+		// An Engine.IO client: never mistake it for a native one.
+		return writeError(w, http.StatusNotImplemented, "the socketio transport is not available in this build")
 	case isWebSocket(r):
 		if !set.enabled(TransportWebSocket) {
 			return writeError(w, http.StatusBadRequest, "the websocket transport is not enabled on this route")

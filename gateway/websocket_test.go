@@ -2,8 +2,8 @@ package gateway
 
 import (
 	"context"
-	"io"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"

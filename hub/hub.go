@@ -157,7 +157,7 @@ func (h *Hub) Publish(key, event string, data []byte) (Published, error) {
 	if event == "" {
 		event = DefaultEvent
 	}
-	if err := validEvent(event); err != nil {
+	if err := ValidEvent(event); err != nil {
 		return Published{}, err
 	}
 	if h.closed.Load() {

@@ -93,8 +93,9 @@ func ValidKey(key string) error {
 	return nil
 }
 
-// validEvent is ValidKey's counterpart for event names.
-func validEvent(event string) error {
+// ValidEvent is ValidKey's counterpart for event names: the error wraps
+// ErrBadEvent. Publishers check whole batches with it before publishing any.
+func ValidEvent(event string) error {
 	if !validName(event, MaxEventLen) {
 		return ErrBadEvent
 	}

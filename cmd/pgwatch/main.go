@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -33,6 +34,7 @@ func main() {
 		since    = flag.Int64("since", -1, "resume after this seq (one key only; -1: from now)")
 		epoch    = flag.String("epoch", "", "the epoch -since belongs to")
 		timeout  = flag.Duration("timeout", 0, "give up after this long (0: never)")
+		insecure = flag.Bool("insecure", false, "skip TLS certificate verification (e.g. Caddy's `tls internal`)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: pgwatch [flags] KEY...\n")
@@ -56,7 +58,11 @@ func main() {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	if err := watch(ctx, target, *count, os.Stdout); err != nil {
+	dialer := ws.Dialer{}
+	if *insecure {
+		dialer.TLSConfig = &tls.Config{InsecureSkipVerify: true}
+	}
+	if err := watch(ctx, dialer, target, *count, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "pgwatch:", err)
 		os.Exit(1)
 	}
@@ -89,8 +95,8 @@ func watchURL(endpoint string, keys []string, since int64, epoch string) (string
 
 // watch connects and copies every text message to out until count messages
 // of type "message" arrived, the gateway closes, or ctx ends.
-func watch(ctx context.Context, target string, count int, out io.Writer) error {
-	conn, br, _, err := ws.Dial(ctx, target)
+func watch(ctx context.Context, dialer ws.Dialer, target string, count int, out io.Writer) error {
+	conn, br, _, err := dialer.Dial(ctx, target)
 	if err != nil {
 		return fmt.Errorf("connecting to %s: %w", target, err)
 	}

@@ -1,0 +1,244 @@
+package module
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/pushgateway/push_gateway/gateway"
+	"github.com/pushgateway/push_gateway/hub"
+)
+
+func init() {
+	caddy.RegisterModule(Admin{})
+}
+
+// adminPrefix is the admin API subtree the routes live under.
+const adminPrefix = "/push_gateway/"
+
+// Admin is the `admin.api.push_gateway` module: publishing and inspection on
+// Caddy's admin endpoint, so access control stays with Caddy's admin
+// settings.
+//
+//	POST   /push_gateway/publish   publish (see parsePublish for the body)
+//	GET    /push_gateway/stats     the Engine's counters
+//	GET    /push_gateway/keys/{K}  one key's epoch, seq, history and followers
+//	DELETE /push_gateway/keys/{K}  close K's followers (4401), drop its history
+//
+// Caddy builds admin routers apart from the config's apps (before the first
+// config, and again when the admin endpoint changes), so the Engine is
+// looked up per request; without one the routes answer 503.
+type Admin struct {
+	logger *zap.Logger
+	// backend returns the Engine to serve, or nil; tests replace it.
+	backend func() backend
+}
+
+// backend is what the admin routes need of the Engine.
+type backend interface {
+	Publish(key, event string, data []byte) (hub.Published, error)
+	KeyInfo(key string) (hub.KeyInfo, bool)
+	DropKey(key string) (hub.KeyInfo, bool)
+	Stats() gateway.Stats
+}
+
+// engineBackend adapts the Engine and its hub to backend.
+type engineBackend struct{ e *gateway.Engine }
+
+func (b engineBackend) Publish(key, event string, data []byte) (hub.Published, error) {
+	return b.e.Hub().Publish(key, event, data)
+}
+func (b engineBackend) KeyInfo(key string) (hub.KeyInfo, bool) { return b.e.Hub().KeyInfo(key) }
+func (b engineBackend) DropKey(key string) (hub.KeyInfo, bool) { return b.e.Hub().DropKey(key) }
+func (b engineBackend) Stats() gateway.Stats                   { return b.e.Stats() }
+
+func runningBackend() backend {
+	e := runningEngine()
+	if e == nil {
+		return nil
+	}
+	return engineBackend{e}
+}
+
+// CaddyModule returns the Caddy module information.
+func (Admin) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.push_gateway",
+		New: func() caddy.Module { return new(Admin) },
+	}
+}
+
+// Provision sets up the logger.
+func (a *Admin) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger(a)
+	return nil
+}
+
+// Routes returns the one subtree route; serve dispatches within it so that
+// unknown paths and wrong methods get the contract's 404 and 405.
+func (a *Admin) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: adminPrefix, Handler: caddy.AdminHandlerFunc(a.serve)}}
+}
+
+func (a *Admin) serve(w http.ResponseWriter, r *http.Request) error {
+	rest := strings.TrimPrefix(r.URL.EscapedPath(), adminPrefix)
+	switch {
+	case rest == "publish":
+		if err := allowMethod(w, r, http.MethodPost); err != nil {
+			return err
+		}
+		return a.withBackend(w, r, a.handlePublish)
+	case rest == "stats":
+		if err := allowMethod(w, r, http.MethodGet); err != nil {
+			return err
+		}
+		return a.withBackend(w, r, a.handleStats)
+	case strings.HasPrefix(rest, "keys/"):
+		if err := allowMethod(w, r, http.MethodGet, http.MethodDelete); err != nil {
+			return err
+		}
+		return a.withBackend(w, r, a.handleKey)
+	default:
+		return apiError(http.StatusNotFound, fmt.Errorf("unknown route %s", r.URL.Path))
+	}
+}
+
+func (a *Admin) withBackend(w http.ResponseWriter, r *http.Request, h func(http.ResponseWriter, *http.Request, backend) error) error {
+	lookup := a.backend
+	if lookup == nil {
+		lookup = runningBackend
+	}
+	b := lookup()
+	if b == nil {
+		return apiError(http.StatusServiceUnavailable, errors.New("push_gateway is not running"))
+	}
+	return h(w, r, b)
+}
+
+// publishAnswer is the publish route's answer.
+type publishAnswer struct {
+	Published []hub.Published `json:"published"`
+}
+
+func (a *Admin) handlePublish(w http.ResponseWriter, r *http.Request, b backend) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublishBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return apiError(http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", tooBig.Limit))
+		}
+		return apiError(http.StatusBadRequest, fmt.Errorf("reading body: %w", err))
+	}
+	msgs, err := parsePublish(body)
+	if err != nil {
+		return apiError(http.StatusBadRequest, err)
+	}
+	logger := a.log()
+	var ans publishAnswer
+	for _, m := range msgs {
+		for _, key := range m.Keys {
+			p, err := b.Publish(key, m.Event, m.Data)
+			if err != nil {
+				return apiError(publishStatus(err),
+					fmt.Errorf("publishing to %q (%d published before): %w", clip(key), len(ans.Published), err))
+			}
+			if c := logger.Check(zap.DebugLevel, "published"); c != nil {
+				c.Write(zap.String("sdk_key", key), zap.String("event", m.Event),
+					zap.String("epoch", p.Epoch), zap.Uint64("seq", p.Seq),
+					zap.Int("local_receivers", p.LocalReceivers), zap.Int("bytes", len(m.Data)))
+			}
+			ans.Published = append(ans.Published, p)
+		}
+	}
+	return writeJSON(w, ans)
+}
+
+// publishStatus maps a Publish error onto an HTTP status.
+func publishStatus(err error) int {
+	switch {
+	case errors.Is(err, hub.ErrBadKey), errors.Is(err, hub.ErrBadEvent):
+		return http.StatusBadRequest
+	case errors.Is(err, hub.ErrClosed):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+func (a *Admin) handleStats(w http.ResponseWriter, _ *http.Request, b backend) error {
+	return writeJSON(w, b.Stats())
+}
+
+func (a *Admin) handleKey(w http.ResponseWriter, r *http.Request, b backend) error {
+	escaped := strings.TrimPrefix(r.URL.EscapedPath(), adminPrefix+"keys/")
+	key, err := url.PathUnescape(escaped)
+	if err != nil {
+		return apiError(http.StatusBadRequest, fmt.Errorf("sdk key in path: %w", err))
+	}
+	if err := hub.ValidKey(key); err != nil {
+		return apiError(http.StatusBadRequest, fmt.Errorf("sdk key %q: %w", clip(key), err))
+	}
+	var (
+		info hub.KeyInfo
+		ok   bool
+	)
+	if r.Method == http.MethodDelete {
+		info, ok = b.DropKey(key)
+		if ok {
+			a.log().Info("dropped key", zap.String("sdk_key", key), zap.String("epoch", info.Epoch),
+				zap.Uint64("seq", info.Seq), zap.Int("followers", info.Followers))
+		}
+	} else {
+		info, ok = b.KeyInfo(key)
+	}
+	if !ok {
+		return apiError(http.StatusNotFound, fmt.Errorf("unknown sdk key %q", clip(key)))
+	}
+	return writeJSON(w, info)
+}
+
+func (a *Admin) log() *zap.Logger {
+	if a.logger == nil {
+		return zap.NewNop()
+	}
+	return a.logger
+}
+
+// allowMethod answers 405 unless r's method is one of methods.
+func allowMethod(w http.ResponseWriter, r *http.Request, methods ...string) error {
+	for _, m := range methods {
+		if r.Method == m {
+			return nil
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	return apiError(http.StatusMethodNotAllowed,
+		fmt.Errorf("method %s not allowed on %s (want %s)", r.Method, r.URL.Path, strings.Join(methods, " or ")))
+}
+
+func apiError(status int, err error) error {
+	return caddy.APIError{HTTPStatus: status, Err: err}
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return apiError(http.StatusInternalServerError, fmt.Errorf("encoding answer: %w", err))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(body, '\n'))
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner = (*Admin)(nil)
+	_ caddy.AdminRouter = (*Admin)(nil)
+)

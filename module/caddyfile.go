@@ -1,0 +1,284 @@
+package module
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("push_gateway", parseHandlerDirective)
+	// The client endpoint answers its own routes completely; running it
+	// before reverse_proxy means a site needs no `order` line to put both
+	// on one host, the FeatureProbe layout.
+	httpcaddyfile.RegisterDirectiveOrder("push_gateway", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterGlobalOption("push_gateway", parseGlobalOption)
+}
+
+func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return handler, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	push_gateway [<matcher>] {
+//	    name                    <name>
+//	    transports              <websocket|sse|poll|socketio...>
+//	    socketio_path           <path...>
+//	    heartbeat               <duration>
+//	    idle_timeout            <duration>
+//	    max_message_size        <size>
+//	    max_keys_per_connection <count>
+//	    queue_size              <count>
+//	}
+//
+// Every subdirective is optional. A size is bytes, or a number with a unit
+// (64KiB, 1MB). The settings are validated here already, so that `caddy
+// adapt` points at the Caddyfile line of a mistake.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.Errf("unexpected argument %q: push_gateway takes a matcher and a block", d.Val())
+	}
+	seen := make(map[string]bool)
+	for d.NextBlock(0) {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("%s given twice", sub)
+		}
+		seen[sub] = true
+		switch sub {
+		case "name":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			h.Name = v
+		case "transports":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, t := range args {
+				if !slices.Contains(knownTransports, t) {
+					return d.Errf("unknown transport %q (want %s)", t, strings.Join(knownTransports, ", "))
+				}
+			}
+			h.Transports = args
+		case "socketio_path":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.SocketIOPath = args
+		case "heartbeat":
+			v, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			h.Heartbeat = v
+		case "idle_timeout":
+			v, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			h.IdleTimeout = v
+		case "max_message_size":
+			v, err := sizeArg(d)
+			if err != nil {
+				return err
+			}
+			h.MaxMessageSize = v
+		case "max_keys_per_connection":
+			v, err := countArg(d)
+			if err != nil {
+				return err
+			}
+			h.MaxKeysPerConnection = v
+		case "queue_size":
+			v, err := countArg(d)
+			if err != nil {
+				return err
+			}
+			h.QueueSize = v
+		default:
+			return d.Errf("unknown subdirective %q", sub)
+		}
+	}
+	if err := h.Validate(); err != nil {
+		return d.Errf("push_gateway: %v", err)
+	}
+	return nil
+}
+
+// parseGlobalOption sets up the push_gateway app from the global option.
+// Syntax:
+//
+//	push_gateway {
+//	    history_size      <count>
+//	    history_ttl       <duration>
+//	    history_max_bytes <size>
+//	    workers           <count>
+//	    broker            memory | redis <url>
+//	}
+//
+// `broker redis` is parsed but refused when the config is loaded, until this
+// build has a Redis broker.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if prev, ok := existing.(httpcaddyfile.App); ok {
+		// the option given twice: the later block adds to the earlier one
+		if err := json.Unmarshal(prev.Value, app); err != nil {
+			return nil, fmt.Errorf("merging push_gateway options: %w", err)
+		}
+	}
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: appID, Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from the global option's tokens; see
+// parseGlobalOption for the syntax.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume option name
+	if d.NextArg() {
+		return d.Errf("unexpected argument %q: the push_gateway option takes a block", d.Val())
+	}
+	seen := make(map[string]bool)
+	for d.NextBlock(0) {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("%s given twice", sub)
+		}
+		seen[sub] = true
+		switch sub {
+		case "history_size":
+			v, err := countArg(d)
+			if err != nil {
+				return err
+			}
+			a.HistorySize = v
+		case "history_ttl":
+			v, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			a.HistoryTTL = v
+		case "history_max_bytes":
+			v, err := sizeArg(d)
+			if err != nil {
+				return err
+			}
+			a.HistoryMaxBytes = v
+		case "workers":
+			v, err := countArg(d)
+			if err != nil {
+				return err
+			}
+			a.Workers = v
+		case "broker":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			b := &Broker{Type: d.Val()}
+			switch b.Type {
+			case BrokerMemory:
+			case BrokerRedis:
+				if !d.NextArg() {
+					return d.Errf("broker %s needs a URL, e.g. redis://127.0.0.1:6379/0", BrokerRedis)
+				}
+				b.URL = d.Val()
+			default:
+				return d.Errf("unknown broker %q (want %s or %s <url>)", b.Type, BrokerMemory, BrokerRedis)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.Broker = b
+		default:
+			return d.Errf("unknown push_gateway option %q", sub)
+		}
+	}
+	// Judge the values now, for the line number; an unsupported broker is
+	// left to Validate at load time.
+	if err := a.Validate(); err != nil && !errors.Is(err, ErrBrokerUnsupported) {
+		return d.Errf("push_gateway: %v", err)
+	}
+	return nil
+}
+
+// singleArg reads the one argument of the current subdirective.
+func singleArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return v, nil
+}
+
+// durationArg reads a positive duration.
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	name := d.Val()
+	v, err := singleArg(d)
+	if err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: invalid duration %q: want a positive duration like 25s", name, v)
+	}
+	return caddy.Duration(dur), nil
+}
+
+// countArg reads a positive integer.
+func countArg(d *caddyfile.Dispenser) (int, error) {
+	name := d.Val()
+	v, err := singleArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, d.Errf("%s: invalid count %q: want a positive integer", name, v)
+	}
+	return n, nil
+}
+
+// sizeArg reads a positive byte size: bytes, or a number with a unit.
+func sizeArg(d *caddyfile.Dispenser) (int64, error) {
+	name := d.Val()
+	v, err := singleArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n == 0 || n > math.MaxInt64 {
+		return 0, d.Errf("%s: invalid size %q: want bytes or a size like 64KiB", name, v)
+	}
+	return int64(n), nil
+}
+
+// Interface guards.
+var (
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler = (*App)(nil)
+)

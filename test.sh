@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every test of push_gateway: formatting, vet, all unit, fuzz-seed and
+# golden tests, the integration tests (which build the caddy binary
+# themselves in TestMain), and the race detector over the concurrent
+# packages. Every step runs even when an earlier one fails; the exit status
+# says whether all passed.
+#
+#   ./test.sh
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+failed=()
+step() {
+	local name="$1"
+	shift
+	echo "== $name" >&2
+	if ! "$@"; then
+		failed+=("$name")
+	fi
+}
+
+gofmt_clean() {
+	local files unformatted
+	mapfile -t files < <(find . -name '*.go' -not -path './.git/*' -not -path '*/node_modules/*' -not -path '*/testdata/*')
+	((${#files[@]} == 0)) && return 0
+	unformatted="$(gofmt -l "${files[@]}")"
+	if [[ -n "$unformatted" ]]; then
+		echo "not gofmt-clean (run gofmt -w):" >&2
+		echo "$unformatted" >&2
+		return 1
+	fi
+}
+
+race_pkgs=()
+for p in hub protocol netpoll gateway module; do
+	if compgen -G "$p/*.go" >/dev/null; then
+		race_pkgs+=("./$p/")
+	fi
+done
+
+step gofmt gofmt_clean
+step "go vet" go vet ./...
+step "go test" go test ./...
+step "go test -race" go test -race "${race_pkgs[@]}"
+
+if ((${#failed[@]} > 0)); then
+	echo "== FAILED: ${failed[*]}" >&2
+	exit 1
+fi
+echo "== all tests passed" >&2
