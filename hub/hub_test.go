@@ -138,6 +138,7 @@ func TestFollowAndResume(t *testing.T) {
 		{name: "wrong epoch", since: 4, epoch: "other", resume: true, want: []string{"registered:6", "resync:6"}},
 		{name: "empty epoch", since: 4, epoch: "", resume: true, want: []string{"registered:6", "resync:6"}},
 		{name: "since in the future", since: 7, epoch: epoch, resume: true, want: []string{"registered:6", "resync:6"}},
+		{name: "since zero from another epoch", since: 0, epoch: "other", resume: true, want: []string{"registered:6", "resync:6"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,6 +160,19 @@ func TestFollowAndResume(t *testing.T) {
 		r2, _ := follow(t, h, "fresh", 0, p.Epoch, true)
 		if got := seqs(r2.take()); !slices.Equal(got, want) {
 			t.Fatalf("with epoch: got %v, want %v", got, want)
+		}
+	})
+	t.Run("since zero from a lost epoch", func(t *testing.T) {
+		// The key's history expired and its state was forgotten: a client of
+		// the old epoch that had seen nothing must still hear of the loss.
+		old := publish(t, h, "lost", "1")
+		if _, ok := h.DropKey("lost"); !ok {
+			t.Fatal("drop")
+		}
+		publish(t, h, "lost", "new")
+		r, _ := follow(t, h, "lost", 0, old.Epoch, true)
+		if got, want := seqs(r.take()), []string{"registered:1", "resync:1"}; !slices.Equal(got, want) {
+			t.Fatalf("got %v, want %v", got, want)
 		}
 	})
 	t.Run("unknown key is created", func(t *testing.T) {

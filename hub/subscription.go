@@ -134,7 +134,10 @@ func (s *Subscription) registerLocked(ks *keyState, since uint64, epoch string, 
 	}
 	// History holds seqs first+1 .. ks.seq.
 	first := ks.seq - uint64(ks.hist.n)
-	if (since == 0 || epoch == ks.epoch) && since >= first && since <= ks.seq {
+	// A since from another epoch cannot be trusted, since 0 included: that
+	// epoch may have held messages this one never saw. Only a client that
+	// names no epoch and has nothing (since 0) may take the history as is.
+	if (epoch == ks.epoch || (since == 0 && epoch == "")) && since >= first && since <= ks.seq {
 		for i := int(since - first); i < ks.hist.n; i++ {
 			if !s.f.Deliver(ks.hist.at(i)) {
 				return false, replayed
