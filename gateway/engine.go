@@ -40,6 +40,7 @@ type Engine struct {
 // Route holds one handler's RouteSettings. Live connections read it each
 // time they need a setting, so Set applies to them at once.
 type Route struct {
+	e        *Engine
 	name     string
 	settings atomic.Pointer[RouteSettings]
 }
@@ -92,17 +93,26 @@ func (e *Engine) Route(name string) *Route {
 	defer e.mu.Unlock()
 	r := e.routes[name]
 	if r == nil {
-		r = &Route{name: name}
+		r = &Route{e: e, name: name}
 		r.Set(RouteSettings{})
 		e.routes[name] = r
 	}
 	return r
 }
 
-// Set replaces the route's settings; zero fields take their defaults.
+// Set replaces the route's settings; zero fields take their defaults. Live
+// connections use them from their next message on; a changed heartbeat or
+// idle timeout re-times them at once rather than after the old period.
 func (r *Route) Set(s RouteSettings) {
 	s = s.WithDefaults()
-	r.settings.Store(&s)
+	old := r.settings.Swap(&s)
+	if old != nil && (old.Heartbeat != s.Heartbeat || old.IdleTimeout != s.IdleTimeout) {
+		r.e.poller.Range(func(c *netpoll.Conn) {
+			if ws, ok := c.Handler().(*wsSession); ok && ws.route == r && !c.Closing() {
+				c.SetTimer(0) // OnTimer runs on the next tick and reads the new values
+			}
+		})
+	}
 }
 
 // Settings returns the route's current settings, defaults filled in.

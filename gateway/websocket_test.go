@@ -235,3 +235,17 @@ func readFull(c net.Conn, p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// A reload that shortens the heartbeat reaches live connections at once,
+// not after the old period.
+func TestSetRetimesLiveConnections(t *testing.T) {
+	e, url := testEngine(t, RouteSettings{Heartbeat: time.Hour, IdleTimeout: 2 * time.Hour})
+	c := dialWS(t, url+"?sdk_key=k")
+	c.expect("registered")
+	e.Route("test").Set(RouteSettings{Heartbeat: 50 * time.Millisecond, IdleTimeout: time.Hour})
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	h, err := ws.ReadHeader(c.nc)
+	if err != nil || h.OpCode != ws.OpPing {
+		t.Fatalf("got %+v, %v; want a ping", h, err)
+	}
+}
