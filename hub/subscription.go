@@ -20,8 +20,11 @@ type Subscription struct {
 
 	// mu guards the fields below. It is taken before a shard lock, never
 	// while holding one.
-	mu      sync.Mutex
-	keys    map[string]*followRef
+	mu sync.Mutex
+	// keys are the followed keys' refs. A slice, searched linearly: a
+	// connection follows a few keys, and an empty or one-entry map would
+	// cost an idle connection several times the bytes.
+	keys    []*followRef
 	maxKeys int // 0: the hub's WithMaxKeysPerConn; negative: unlimited
 	done    bool
 }
@@ -91,8 +94,11 @@ func (s *Subscription) followLocked(key string, since uint64, epoch string, resu
 	if s.done || s.stopped.Load() || h.closed.Load() {
 		return true, 0, ErrClosed
 	}
-	ref := s.keys[key]
-	if ref == nil {
+	var ref *followRef
+	at := s.indexLocked(key)
+	if at >= 0 {
+		ref = s.keys[at]
+	} else {
 		limit := s.maxKeys
 		if limit == 0 {
 			limit = h.cfg.Load().maxKeysPerConn
@@ -113,10 +119,11 @@ func (s *Subscription) followLocked(key string, since uint64, epoch string, resu
 	}
 	if ref == nil {
 		ref = ks.addFollowerLocked(s)
-		if s.keys == nil {
-			s.keys = make(map[string]*followRef)
+		if at >= 0 {
+			s.keys[at] = ref
+		} else {
+			s.keys = append(s.keys, ref)
 		}
-		s.keys[ks.key] = ref
 	}
 	ok, replayed = s.registerLocked(ks, since, epoch, resume)
 	return ok, replayed, nil
@@ -153,13 +160,32 @@ func (s *Subscription) registerLocked(ks *keyState, since uint64, epoch string, 
 func (s *Subscription) Unfollow(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ref := s.keys[key]
-	if ref == nil {
+	at := s.indexLocked(key)
+	if at < 0 {
 		return false
 	}
-	delete(s.keys, key)
+	ref := s.keys[at]
+	s.removeLocked(at)
 	s.h.detach(ref)
 	return true
+}
+
+// indexLocked returns key's position in s.keys, or -1. The caller holds s.mu.
+func (s *Subscription) indexLocked(key string) int {
+	for i, ref := range s.keys {
+		if ref.ks.key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// removeLocked drops s.keys[i]. The caller holds s.mu.
+func (s *Subscription) removeLocked(i int) {
+	last := len(s.keys) - 1
+	s.keys[i] = s.keys[last]
+	s.keys[last] = nil
+	s.keys = s.keys[:last]
 }
 
 // Close unfollows every key and forgets the subscription. It does not call
@@ -186,8 +212,8 @@ func (s *Subscription) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	keys := make([]string, 0, len(s.keys))
-	for k := range s.keys {
-		keys = append(keys, k)
+	for _, ref := range s.keys {
+		keys = append(keys, ref.ks.key)
 	}
 	return keys
 }
@@ -203,8 +229,8 @@ func (s *Subscription) NumKeys() int {
 // after releasing the shard lock).
 func (s *Subscription) forget(key string, ref *followRef) {
 	s.mu.Lock()
-	if s.keys[key] == ref {
-		delete(s.keys, key)
+	if at := s.indexLocked(key); at >= 0 && s.keys[at] == ref {
+		s.removeLocked(at)
 	}
 	s.mu.Unlock()
 }

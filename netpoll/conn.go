@@ -29,10 +29,9 @@ type Handler interface {
 // Conn is one connection on the poller.
 type Conn struct {
 	p   *Poller
-	nc  net.Conn  // what the caller handed over; closed last
-	raw net.Conn  // the connection owning fd; kept alive so fd stays open
+	nc  net.Conn  // TLS only: what the caller handed over, closed last
 	tls *tls.Conn // non-nil: reads and writes go through crypto/tls
-	fd  int
+	fd  int       // plain: our own dup of the socket (see detach); TLS: the socket under nc
 	h   Handler
 
 	// pending holds the bytes of a half-received message between reads. Only
@@ -60,7 +59,12 @@ type Conn struct {
 }
 
 // RemoteAddr is the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.nc != nil {
+		return c.nc.RemoteAddr()
+	}
+	return peerAddr(c.fd)
+}
 
 // IsTLS tells whether the connection is encrypted.
 func (c *Conn) IsTLS() bool { return c.tls != nil }
@@ -241,7 +245,11 @@ func (c *Conn) releasableLocked() bool {
 func (c *Conn) release() {
 	_ = c.p.ep.Del(c.fd)
 	c.pending = nil
-	_ = c.nc.Close()
+	if c.nc != nil {
+		_ = c.nc.Close()
+	} else {
+		_ = unix.Close(c.fd)
+	}
 	c.p.forget(c)
 	c.h.OnClose(c)
 }

@@ -126,7 +126,14 @@ func (p *Poller) Add(nc net.Conn, h Handler) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{p: p, nc: nc, raw: raw, fd: fd, h: h, tls: tlsOf(nc)}
+	c := &Conn{p: p, fd: fd, h: h, tls: tlsOf(nc)}
+	if c.tls != nil {
+		// crypto/tls reads and writes through the net.Conn: keep it.
+		c.nc = nc
+	} else if c.fd, err = detach(raw, nc); err != nil {
+		_ = nc.Close()
+		return nil, err
+	}
 	p.connsMu.Lock()
 	if p.isClosed() {
 		p.connsMu.Unlock()
