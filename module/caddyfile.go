@@ -62,13 +62,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("%s given twice", sub)
 		}
 		seen[sub] = true
+		var err error
 		switch sub {
 		case "name":
-			v, err := singleArg(d)
-			if err != nil {
-				return err
-			}
-			h.Name = v
+			err = singleArg(d, &h.Name)
 		case "transports":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -87,37 +84,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.SocketIOPath = args
 		case "heartbeat":
-			v, err := durationArg(d)
-			if err != nil {
-				return err
-			}
-			h.Heartbeat = v
+			err = durationArg(d, &h.Heartbeat)
 		case "idle_timeout":
-			v, err := durationArg(d)
-			if err != nil {
-				return err
-			}
-			h.IdleTimeout = v
+			err = durationArg(d, &h.IdleTimeout)
 		case "max_message_size":
-			v, err := sizeArg(d)
-			if err != nil {
-				return err
-			}
-			h.MaxMessageSize = v
+			err = sizeArg(d, &h.MaxMessageSize)
 		case "max_keys_per_connection":
-			v, err := countArg(d)
-			if err != nil {
-				return err
-			}
-			h.MaxKeysPerConnection = v
+			err = countArg(d, &h.MaxKeysPerConnection)
 		case "queue_size":
-			v, err := countArg(d)
-			if err != nil {
-				return err
-			}
-			h.QueueSize = v
+			err = countArg(d, &h.QueueSize)
 		default:
 			return d.Errf("unknown subdirective %q", sub)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	if err := h.Validate(); err != nil {
@@ -167,31 +147,16 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("%s given twice", sub)
 		}
 		seen[sub] = true
+		var err error
 		switch sub {
 		case "history_size":
-			v, err := countArg(d)
-			if err != nil {
-				return err
-			}
-			a.HistorySize = v
+			err = countArg(d, &a.HistorySize)
 		case "history_ttl":
-			v, err := durationArg(d)
-			if err != nil {
-				return err
-			}
-			a.HistoryTTL = v
+			err = durationArg(d, &a.HistoryTTL)
 		case "history_max_bytes":
-			v, err := sizeArg(d)
-			if err != nil {
-				return err
-			}
-			a.HistoryMaxBytes = v
+			err = sizeArg(d, &a.HistoryMaxBytes)
 		case "workers":
-			v, err := countArg(d)
-			if err != nil {
-				return err
-			}
-			a.Workers = v
+			err = countArg(d, &a.Workers)
 		case "broker":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -214,6 +179,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unknown push_gateway option %q", sub)
 		}
+		if err != nil {
+			return err
+		}
 	}
 	// Judge the values now, for the line number; an unsupported broker is
 	// left to Validate at load time.
@@ -223,58 +191,59 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// singleArg reads the one argument of the current subdirective.
-func singleArg(d *caddyfile.Dispenser) (string, error) {
+// singleArg reads the one argument of the current subdirective into dst.
+func singleArg(d *caddyfile.Dispenser, dst *string) error {
 	if !d.NextArg() {
-		return "", d.ArgErr()
+		return d.ArgErr()
 	}
 	v := d.Val()
 	if d.NextArg() {
-		return "", d.ArgErr()
+		return d.ArgErr()
 	}
-	return v, nil
+	*dst = v
+	return nil
 }
 
-// durationArg reads a positive duration.
-func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
-	name := d.Val()
-	v, err := singleArg(d)
-	if err != nil {
-		return 0, err
+// durationArg reads a positive duration into dst.
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name, v := d.Val(), ""
+	if err := singleArg(d, &v); err != nil {
+		return err
 	}
 	dur, err := caddy.ParseDuration(v)
 	if err != nil || dur <= 0 {
-		return 0, d.Errf("%s: invalid duration %q: want a positive duration like 25s", name, v)
+		return d.Errf("%s: invalid duration %q: want a positive duration like 25s", name, v)
 	}
-	return caddy.Duration(dur), nil
+	*dst = caddy.Duration(dur)
+	return nil
 }
 
-// countArg reads a positive integer.
-func countArg(d *caddyfile.Dispenser) (int, error) {
-	name := d.Val()
-	v, err := singleArg(d)
-	if err != nil {
-		return 0, err
+// countArg reads a positive integer into dst.
+func countArg(d *caddyfile.Dispenser, dst *int) error {
+	name, v := d.Val(), ""
+	if err := singleArg(d, &v); err != nil {
+		return err
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n <= 0 {
-		return 0, d.Errf("%s: invalid count %q: want a positive integer", name, v)
+		return d.Errf("%s: invalid count %q: want a positive integer", name, v)
 	}
-	return n, nil
+	*dst = n
+	return nil
 }
 
-// sizeArg reads a positive byte size: bytes, or a number with a unit.
-func sizeArg(d *caddyfile.Dispenser) (int64, error) {
-	name := d.Val()
-	v, err := singleArg(d)
-	if err != nil {
-		return 0, err
+// sizeArg reads a positive byte size into dst: bytes, or a number with a unit.
+func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
+	name, v := d.Val(), ""
+	if err := singleArg(d, &v); err != nil {
+		return err
 	}
 	n, err := humanize.ParseBytes(v)
 	if err != nil || n == 0 || n > math.MaxInt64 {
-		return 0, d.Errf("%s: invalid size %q: want bytes or a size like 64KiB", name, v)
+		return d.Errf("%s: invalid size %q: want bytes or a size like 64KiB", name, v)
 	}
-	return int64(n), nil
+	*dst = int64(n)
+	return nil
 }
 
 // Interface guards.
