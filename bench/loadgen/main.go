@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pushgateway/push_gateway/bench/internal/rlimit"
 )
 
 // Source addresses: 127.0.0.2 to 127.0.0.254.
@@ -55,21 +57,8 @@ func main() {
 	}
 }
 
-// raiseNofile lifts the soft open-files limit to the hard one.
-func raiseNofile() error {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return fmt.Errorf("reading open-files limit: %w", err)
-	}
-	l.Cur = l.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return fmt.Errorf("raising open-files limit: %w", err)
-	}
-	return nil
-}
-
 func run(o options) error {
-	if err := raiseNofile(); err != nil {
+	if err := rlimit.RaiseNofile(); err != nil {
 		return err
 	}
 	if o.mode != "epoll" && o.mode != "goroutine" {

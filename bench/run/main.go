@@ -11,8 +11,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/pushgateway/push_gateway/bench/internal/rlimit"
 )
 
 // Server names, as they appear in the results.
@@ -90,23 +91,9 @@ func parseFlags(args []string) (options, error) {
 	return o, nil
 }
 
-// raiseNofile lifts the soft open-files limit to the hard one; children
-// inherit it.
-func raiseNofile() error {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return fmt.Errorf("reading open-files limit: %w", err)
-	}
-	l.Cur = l.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return fmt.Errorf("raising open-files limit: %w", err)
-	}
-	return nil
-}
-
 func run(o options) error {
 	started := time.Now()
-	if err := raiseNofile(); err != nil {
+	if err := rlimit.RaiseNofile(); err != nil {
 		return err
 	}
 	root, err := moduleRoot()
