@@ -28,8 +28,9 @@ type Engine struct {
 	hub    *hub.Hub
 	poller *netpoll.Poller
 
-	closing atomic.Bool
-	conns   struct {
+	closing    atomic.Bool
+	slowCloses atomic.Uint64 // slow consumers found by the gateway, not the hub
+	conns      struct {
 		WebSocket, SSE, Poll, SocketIO atomic.Int64
 	}
 
@@ -178,6 +179,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request, route *Route)
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
 	st := Stats{Stats: e.hub.Stats(), Goroutines: runtime.NumGoroutine()}
+	st.SlowConsumerCloses += e.slowCloses.Load()
 	st.Connections.WebSocket = e.conns.WebSocket.Load()
 	st.Connections.SSE = e.conns.SSE.Load()
 	st.Connections.Poll = e.conns.Poll.Load()

@@ -131,7 +131,7 @@ func (s *wsSession) OnRead(c *netpoll.Conn, data []byte) int {
 func (s *wsSession) onFrame(h frameHeader, payload []byte, set *RouteSettings) {
 	switch h.op {
 	case ws.OpPing:
-		s.conn.Enqueue(protocol.PongFrame(payload), 0)
+		s.reply(protocol.PongFrame(payload), set)
 	case ws.OpPong:
 	case ws.OpClose:
 		s.onClose(payload)
@@ -198,13 +198,23 @@ func (s *wsSession) onMessage(op ws.OpCode, msg []byte, set *RouteSettings) {
 	case protocol.TypeUnregister:
 		s.sub.Unfollow(m.SDKKey)
 	case protocol.TypePing:
-		s.conn.Enqueue(pongMessage, 0)
+		s.reply(pongMessage, set)
 	case protocol.TypeAck:
 		// Recorded by delivery confirmation (issue 4); valid acks are accepted.
 	}
 }
 
 var pongMessage = protocol.TextFrame(nil, protocol.AppendPong(nil))
+
+// reply queues a control answer (pong, heartbeat ping) under the same bound
+// as messages: a client that sends pings and never reads their answers is a
+// slow consumer, not a way to grow the gateway's memory.
+func (s *wsSession) reply(frame []byte, set *RouteSettings) {
+	if !s.conn.Enqueue(frame, set.QueueSize) && !s.ended.Load() {
+		s.e.slowCloses.Add(1)
+		s.fail(protocol.CloseOverLimit, "slow_consumer", "the connection did not read its answers", true)
+	}
+}
 
 // follow registers key, answering errors with the contract's close codes.
 func (s *wsSession) follow(key string, since uint64, epoch string, resume bool) {
@@ -231,7 +241,7 @@ func (s *wsSession) OnTimer(c *netpoll.Conn, now time.Time) time.Duration {
 	}
 	pingAt := time.Unix(0, s.lastPing.Load()).Add(set.Heartbeat)
 	if !now.Before(pingAt) {
-		c.Enqueue(protocol.PingFrame(), 0)
+		s.reply(protocol.PingFrame(), set)
 		s.lastPing.Store(now.UnixNano())
 		pingAt = now.Add(set.Heartbeat)
 	}

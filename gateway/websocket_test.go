@@ -249,3 +249,25 @@ func TestSetRetimesLiveConnections(t *testing.T) {
 		t.Fatalf("got %+v, %v; want a ping", h, err)
 	}
 }
+
+// A client that floods pings and reads none of the answers is closed as a
+// slow consumer instead of growing its queue without bound.
+func TestPingFloodIsASlowConsumer(t *testing.T) {
+	e, url := testEngine(t, RouteSettings{QueueSize: 8})
+	c := dialWS(t, url)
+	ping := ws.MustCompileFrame(ws.MaskFrame(ws.NewTextFrame([]byte(`{"type":"ping"}`))))
+	flood := make(chan struct{})
+	go func() {
+		defer close(flood)
+		for range 200000 {
+			if _, err := c.nc.Write(ping); err != nil {
+				return
+			}
+		}
+	}()
+	<-flood
+	c.expectClose(4429)
+	if n := e.Stats().SlowConsumerCloses; n != 1 {
+		t.Fatalf("slow_consumer_closes = %d, want 1", n)
+	}
+}
