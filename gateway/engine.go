@@ -66,18 +66,21 @@ func New(cfg Config, logger *zap.Logger) (*Engine, error) {
 	}, nil
 }
 
+// hubOptions maps cfg onto the hub's options, every one of them, defaults
+// included: a reload that drops an option must bring back its default, not
+// keep the value of the config before.
 func hubOptions(cfg Config) []hub.Option {
-	var opts []hub.Option
-	if cfg.HistorySize > 0 {
-		opts = append(opts, hub.WithHistorySize(cfg.HistorySize))
+	size, ttl, maxBytes := cfg.HistorySize, cfg.HistoryTTL, cfg.HistoryMaxBytes
+	if size <= 0 {
+		size = hub.DefaultHistorySize
 	}
-	if cfg.HistoryTTL > 0 {
-		opts = append(opts, hub.WithHistoryTTL(cfg.HistoryTTL))
+	if ttl <= 0 {
+		ttl = hub.DefaultHistoryTTL
 	}
-	if cfg.HistoryMaxBytes > 0 {
-		opts = append(opts, hub.WithHistoryMaxBytes(cfg.HistoryMaxBytes))
+	if maxBytes <= 0 {
+		maxBytes = hub.DefaultHistoryMaxBytes
 	}
-	return opts
+	return []hub.Option{hub.WithHistorySize(size), hub.WithHistoryTTL(ttl), hub.WithHistoryMaxBytes(maxBytes)}
 }
 
 // Configure applies a reloaded Config to the live engine. (The worker count

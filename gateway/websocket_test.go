@@ -13,6 +13,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/pushgateway/push_gateway/hub"
 )
 
 // testEngine serves an Engine on an httptest server (no Caddy: the
@@ -269,5 +271,24 @@ func TestPingFloodIsASlowConsumer(t *testing.T) {
 	c.expectClose(4429)
 	if n := e.Stats().SlowConsumerCloses; n != 1 {
 		t.Fatalf("slow_consumer_closes = %d, want 1", n)
+	}
+}
+
+// A reload that drops a global option brings its default back.
+func TestConfigureRestoresDefaults(t *testing.T) {
+	e, _ := testEngine(t, RouteSettings{})
+	e.Configure(Config{HistorySize: 2})
+	for range 5 {
+		e.Hub().Publish("k", "", []byte("1"))
+	}
+	if info, _ := e.Hub().KeyInfo("k"); info.History != 2 {
+		t.Fatalf("history %d, want 2", info.History)
+	}
+	e.Configure(Config{})
+	for range 5 {
+		e.Hub().Publish("k", "", []byte("1"))
+	}
+	if info, _ := e.Hub().KeyInfo("k"); info.History != 7 {
+		t.Fatalf("history %d after dropping history_size, want 7 (default %d)", info.History, hub.DefaultHistorySize)
 	}
 }
