@@ -151,17 +151,29 @@ func (h *Hub) Close() {
 // share one data slice). Followers whose queue is full are counted as
 // dropped and closed with ReasonSlowConsumer after the lock is released.
 func (h *Hub) Publish(key, event string, data []byte) (Published, error) {
+	p, _, err := h.publish(key, event, data, false)
+	return p, err
+}
+
+// PublishConfirm is Publish that also returns a Confirmation: which of the
+// followers the message was queued to acknowledge its seq (Subscription.Ack,
+// Hub.AckClient). The caller must call its Wait.
+func (h *Hub) PublishConfirm(key, event string, data []byte) (Published, *Confirmation, error) {
+	return h.publish(key, event, data, true)
+}
+
+func (h *Hub) publish(key, event string, data []byte, confirm bool) (Published, *Confirmation, error) {
 	if err := ValidKey(key); err != nil {
-		return Published{}, err
+		return Published{}, nil, err
 	}
 	if event == "" {
 		event = DefaultEvent
 	}
 	if err := ValidEvent(event); err != nil {
-		return Published{}, err
+		return Published{}, nil, err
 	}
 	if h.closed.Load() {
-		return Published{}, ErrClosed
+		return Published{}, nil, ErrClosed
 	}
 	m := &Message{Event: event, Data: data}
 	// Followers that overflow are closed after unlocking; a few fit on the
@@ -185,6 +197,10 @@ func (h *Hub) Publish(key, event string, data []byte) (Published, error) {
 	} else if len(ks.followers) == 0 {
 		sh.sweepEmpty = true
 	}
+	var conf *Confirmation
+	if confirm {
+		conf = newConfirmation(sh, ks, m.Seq)
+	}
 	for i := range ks.followers {
 		fl := &ks.followers[i]
 		if fl.sub.stopped.Load() {
@@ -192,6 +208,9 @@ func (h *Hub) Publish(key, event string, data []byte) (Published, error) {
 		}
 		if fl.f.Deliver(m) {
 			delivered++
+			if conf != nil {
+				conf.pending[fl.sub.ackID()]++
+			}
 			continue
 		}
 		dropped++
@@ -200,6 +219,10 @@ func (h *Hub) Publish(key, event string, data []byte) (Published, error) {
 		}
 	}
 	p := Published{Key: ks.key, Epoch: ks.epoch, Seq: m.Seq, LocalReceivers: delivered}
+	if conf != nil {
+		conf.written = delivered
+		conf.startLocked()
+	}
 	sh.mu.Unlock()
 
 	if delivered > 0 {
@@ -213,7 +236,7 @@ func (h *Hub) Publish(key, event string, data []byte) (Published, error) {
 		s.f.Close(ReasonSlowConsumer)
 	}
 	h.enforceCap()
-	return p, nil
+	return p, conf, nil
 }
 
 // KeyInfo describes key. It reports false when the key has neither history
@@ -312,10 +335,7 @@ func (h *Hub) sweep() {
 		sh.mu.Lock()
 		h.expireLocked(sh, cutoff)
 		if sh.sweepEmpty {
-			for _, ks := range sh.keys {
-				h.deleteIfEmptyLocked(sh, ks)
-			}
-			sh.sweepEmpty = false
+			sh.sweepEmpty = h.sweepEmptyLocked(sh, cfg.now().UnixMilli())
 		}
 		sh.mu.Unlock()
 	}

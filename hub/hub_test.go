@@ -377,7 +377,8 @@ func TestRefollow(t *testing.T) {
 }
 
 func TestUnfollowAndClose(t *testing.T) {
-	h := newHub(t, hub.WithHistorySize(0))
+	clock := newFakeClock()
+	h := newHub(t, hub.WithHistorySize(0), hub.WithClock(clock.Now))
 	r := &recorder{}
 	s := h.Subscribe(r)
 	for _, k := range []string{"a", "b", "c"} {
@@ -413,6 +414,13 @@ func TestUnfollowAndClose(t *testing.T) {
 	if len(r.take()) != 0 {
 		t.Fatal("closed subscription got events")
 	}
+	h.SweepNow()
+	// "c" never saw a message: its epoch is kept for a grace period, so a
+	// long-poll client between two requests does not see it change.
+	if n := h.Stats().Keys; n != 1 {
+		t.Fatalf("%d key states after the sweep, want 1 (c, in its grace)", n)
+	}
+	clock.Advance(3 * time.Minute)
 	h.SweepNow()
 	if n := h.Stats().Keys; n != 0 {
 		t.Fatalf("%d key states left without history or followers", n)

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // numShards is the fixed number of key shards. 64 keeps lock contention
@@ -43,7 +44,19 @@ type keyState struct {
 	// position so that removal is O(1) (swap with the last).
 	followers []follower
 	dead      bool // removed from its shard (DropKey, or empty and deleted)
+	// waiters are the confirmations waiting for acks of this key's seqs.
+	waiters []*Confirmation
+	// emptySince is when a state that never saw a message (seq 0) last
+	// became empty (unix ms); the sweeper deletes it emptyKeyGrace later.
+	emptySince int64
 }
+
+// emptyKeyGrace is how long a key that never saw a message keeps its state,
+// and so its epoch, once nobody follows it. Long-poll clients follow only
+// while a request is held: without the grace, each poll cycle would find a
+// new epoch and a quiet key would answer resync every time. (A key that did
+// see messages keeps its state while it has history.)
+const emptyKeyGrace = 2 * time.Minute
 
 // follower is one Subscription's entry in a key's follower list.
 type follower struct {
@@ -86,11 +99,34 @@ func (h *Hub) deleteKeyLocked(sh *shard, ks *keyState) {
 
 // deleteIfEmptyLocked deletes ks when it has neither history nor
 // followers: nothing is lost, and a key that was only ever touched once must
-// not cost memory forever. The caller holds sh.mu.
+// not cost memory forever. A key that never saw a message is left to the
+// sweeper for emptyKeyGrace (see there). The caller holds sh.mu.
 func (h *Hub) deleteIfEmptyLocked(sh *shard, ks *keyState) {
-	if ks.hist.n == 0 && len(ks.followers) == 0 {
-		h.deleteKeyLocked(sh, ks)
+	if ks.hist.n != 0 || len(ks.followers) != 0 {
+		return
 	}
+	if ks.seq > 0 {
+		h.deleteKeyLocked(sh, ks)
+		return
+	}
+	ks.emptySince = h.cfg.Load().now().UnixMilli()
+	sh.sweepEmpty = true
+}
+
+// sweepEmptyLocked deletes the shard's empty states that are due and
+// reports whether any empty state is left waiting. The caller holds sh.mu.
+func (h *Hub) sweepEmptyLocked(sh *shard, nowMs int64) (waiting bool) {
+	for _, ks := range sh.keys {
+		if ks.hist.n != 0 || len(ks.followers) != 0 {
+			continue
+		}
+		if ks.seq > 0 || nowMs-ks.emptySince >= emptyKeyGrace.Milliseconds() {
+			h.deleteKeyLocked(sh, ks)
+			continue
+		}
+		waiting = true
+	}
+	return waiting
 }
 
 // addFollowerLocked appends sub to ks's followers and returns its ref.

@@ -25,7 +25,8 @@ type Subscription struct {
 	// connection follows a few keys, and an empty or one-entry map would
 	// cost an idle connection several times the bytes.
 	keys    []*followRef
-	maxKeys int // 0: the hub's WithMaxKeysPerConn; negative: unlimited
+	maxKeys int    // 0: the hub's WithMaxKeysPerConn; negative: unlimited
+	cid     string // client id for acknowledgements; see SetClientID
 	done    bool
 }
 
@@ -139,21 +140,17 @@ func (s *Subscription) registerLocked(ks *keyState, since uint64, epoch string, 
 	if !resume {
 		return true, 0
 	}
-	// History holds seqs first+1 .. ks.seq.
-	first := ks.seq - uint64(ks.hist.n)
-	// A since from another epoch cannot be trusted, since 0 included: that
-	// epoch may have held messages this one never saw. Only a client that
-	// names no epoch and has nothing (since 0) may take the history as is.
-	if (epoch == ks.epoch || (since == 0 && epoch == "")) && since >= first && since <= ks.seq {
-		for i := int(since - first); i < ks.hist.n; i++ {
-			if !s.f.Deliver(ks.hist.at(i)) {
-				return false, replayed
-			}
-			replayed++
-		}
-		return true, replayed
+	from, ok := ks.coverLocked(since, epoch)
+	if !ok {
+		return s.f.Notify(Notice{Kind: NoticeResync, Key: ks.key, Epoch: ks.epoch, Seq: ks.seq}), replayed
 	}
-	return s.f.Notify(Notice{Kind: NoticeResync, Key: ks.key, Epoch: ks.epoch, Seq: ks.seq}), replayed
+	for i := from; i < ks.hist.n; i++ {
+		if !s.f.Deliver(ks.hist.at(i)) {
+			return false, replayed
+		}
+		replayed++
+	}
+	return true, replayed
 }
 
 // Unfollow stops following key. It reports whether key was followed.
