@@ -173,9 +173,15 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request, route *Route)
 		w.Header().Set("Allow", "GET")
 		return writeError(w, http.StatusMethodNotAllowed, "the push endpoint answers GET only")
 	case acceptsEventStream(r):
-		return writeError(w, http.StatusNotImplemented, "the sse transport is not available in this build")
+		if !set.enabled(TransportSSE) {
+			return writeError(w, http.StatusBadRequest, "the sse transport is not enabled on this route")
+		}
+		return e.serveSSE(w, r, route)
 	default:
-		return writeError(w, http.StatusNotImplemented, "the long-poll transport is not available in this build")
+		if !set.enabled(TransportPoll) {
+			return writeError(w, http.StatusBadRequest, "the poll transport is not enabled on this route")
+		}
+		return e.servePoll(w, r, route)
 	}
 }
 

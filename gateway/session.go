@@ -200,7 +200,7 @@ func (s *wsSession) onMessage(op ws.OpCode, msg []byte, set *RouteSettings) {
 	case protocol.TypePing:
 		s.reply(pongMessage, set)
 	case protocol.TypeAck:
-		// Recorded by delivery confirmation (issue 4); valid acks are accepted.
+		s.sub.Ack(m.SDKKey, m.Seq)
 	}
 }
 
