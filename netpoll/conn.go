@@ -53,6 +53,8 @@ type Conn struct {
 	closed       bool       // Close: no more work, release when jobs end
 	released     bool       // fd and handler released
 
+	listed bool // in the poller's set (Start), guarded by the poller's connsMu
+
 	// Timing wheel links, guarded by the wheel's mutex.
 	tNext, tPrev *Conn
 	tAt          uint64 // absolute tick; 0: not scheduled
@@ -74,6 +76,10 @@ func (c *Conn) IsTLS() bool { return c.tls != nil }
 // OnRead first. Start also runs one read at once, so bytes already buffered
 // inside crypto/tls, which epoll cannot see, are not left waiting.
 func (c *Conn) Start(buffered []byte) error {
+	if !c.p.list(c) {
+		c.Close()
+		return ErrClosed
+	}
 	if len(buffered) > 0 {
 		c.pending = append(make([]byte, 0, len(buffered)), buffered...)
 	}

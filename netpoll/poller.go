@@ -118,10 +118,14 @@ func (p *Poller) Range(fn func(*Conn)) {
 }
 
 // Add takes over nc, which must no longer be used by anyone else, and
-// returns its Conn. The connection is not watched until Start is called, so
-// the caller can queue its first messages (and the handler can be wired)
-// before any byte of the client is handled.
+// returns its Conn. The connection is neither watched nor listed (Range,
+// Len) until Start, so the caller can wire its handler to the Conn and queue
+// its first messages before any byte of the client is handled and before
+// anyone else can reach it.
 func (p *Poller) Add(nc net.Conn, h Handler) (*Conn, error) {
+	if p.isClosed() {
+		return nil, ErrClosed
+	}
 	raw, fd, err := rawConn(nc)
 	if err != nil {
 		return nil, err
@@ -134,15 +138,20 @@ func (p *Poller) Add(nc net.Conn, h Handler) (*Conn, error) {
 		_ = nc.Close()
 		return nil, err
 	}
+	return c, nil
+}
+
+// list makes c visible to Range and Len; false once the poller is closed.
+func (p *Poller) list(c *Conn) bool {
 	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
 	if p.isClosed() {
-		p.connsMu.Unlock()
-		return nil, ErrClosed
+		return false
 	}
 	p.conns[c] = struct{}{}
-	p.connsMu.Unlock()
+	c.listed = true
 	p.count.Add(1)
-	return c, nil
+	return true
 }
 
 func (p *Poller) isClosed() bool {
@@ -172,6 +181,11 @@ func (p *Poller) Close() {
 
 func (p *Poller) forget(c *Conn) {
 	p.connsMu.Lock()
+	if !c.listed {
+		p.connsMu.Unlock()
+		return
+	}
+	c.listed = false
 	delete(p.conns, c)
 	p.count.Add(-1)
 	if len(p.conns) == 0 {
