@@ -33,6 +33,7 @@ type RouteSettings struct {
 	MaxKeysPerConn int           // keys one connection may follow, close 4429; default 64
 	QueueSize      int           // per-connection outbound queue, in messages; default 256
 	SocketIOPaths  []string      // where Engine.IO is served; default /socket.io/ /realtime/ /server/realtime/
+	PollMaxWait    time.Duration // cap on a long poll's wait; default 60s
 }
 
 // Defaults for RouteSettings.
@@ -41,6 +42,7 @@ const (
 	DefaultIdleTimeout    = 60 * time.Second
 	DefaultMaxMessageSize = 64 << 10
 	DefaultQueueSize      = 256
+	DefaultPollMaxWait    = 60 * time.Second
 )
 
 // DefaultSocketIOPaths are where Engine.IO is served by default.

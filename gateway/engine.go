@@ -104,6 +104,16 @@ func (e *Engine) Route(name string) *Route {
 	return r
 }
 
+// routed is a connection handler that runs under a Route's settings.
+type routed interface{ routeOf() *Route }
+
+// queueLimit bounds a connection's queue: room for a whole history replay
+// (a resume may deliver history_size messages at once, and must not be
+// taken for a slow consumer) plus QueueSize live messages.
+func (e *Engine) queueLimit(set *RouteSettings) int {
+	return set.QueueSize + e.hub.HistorySize() + 2
+}
+
 // Set replaces the route's settings; zero fields take their defaults. Live
 // connections use them from their next message on; a changed heartbeat or
 // idle timeout re-times them at once rather than after the old period.
@@ -112,7 +122,7 @@ func (r *Route) Set(s RouteSettings) {
 	old := r.settings.Swap(&s)
 	if old != nil && (old.Heartbeat != s.Heartbeat || old.IdleTimeout != s.IdleTimeout) {
 		r.e.poller.Range(func(c *netpoll.Conn) {
-			if ws, ok := c.Handler().(*wsSession); ok && ws.route == r && !c.Closing() {
+			if h, ok := c.Handler().(routed); ok && h.routeOf() == r && !c.Closing() {
 				c.SetTimer(0) // OnTimer runs on the next tick and reads the new values
 			}
 		})
@@ -147,6 +157,9 @@ func (s RouteSettings) WithDefaults() RouteSettings {
 	}
 	if len(s.SocketIOPaths) == 0 {
 		s.SocketIOPaths = DefaultSocketIOPaths
+	}
+	if s.PollMaxWait <= 0 {
+		s.PollMaxWait = DefaultPollMaxWait
 	}
 	return s
 }
@@ -210,9 +223,11 @@ func (e *Engine) Shutdown() {
 			c.Close()
 		}
 	})
+	// Closing the hub ends what the poller does not hold (HTTP/2 streams,
+	// held long polls) at once, instead of after the wait below.
+	e.hub.Close()
 	e.poller.WaitEmpty(shutdownWait)
 	e.poller.Close()
-	e.hub.Close()
 }
 
 func acceptsEventStream(r *http.Request) bool {

@@ -41,7 +41,7 @@ var (
 // Deliver queues a published message: the frame was encoded once for every
 // follower (I3: never blocks; false marks a slow consumer).
 func (s *wsSession) Deliver(m *hub.Message) bool {
-	return s.conn.Enqueue(m.Encoded(protocol.Native), s.route.get().QueueSize)
+	return s.conn.Enqueue(m.Encoded(protocol.Native), s.e.queueLimit(s.route.get()))
 }
 
 // Notify queues a registered or resync message.
@@ -55,7 +55,7 @@ func (s *wsSession) Notify(n hub.Notice) bool {
 	default:
 		return true
 	}
-	return s.conn.Enqueue(protocol.TextFrame(nil, payload), s.route.get().QueueSize)
+	return s.conn.Enqueue(protocol.TextFrame(nil, payload), s.e.queueLimit(s.route.get()))
 }
 
 // Close is the hub telling the session to end.
@@ -210,7 +210,7 @@ var pongMessage = protocol.TextFrame(nil, protocol.AppendPong(nil))
 // as messages: a client that sends pings and never reads their answers is a
 // slow consumer, not a way to grow the gateway's memory.
 func (s *wsSession) reply(frame []byte, set *RouteSettings) {
-	if !s.conn.Enqueue(frame, set.QueueSize) && !s.ended.Load() {
+	if !s.conn.Enqueue(frame, s.e.queueLimit(set)) && !s.ended.Load() {
 		s.e.slowCloses.Add(1)
 		s.fail(protocol.CloseOverLimit, "slow_consumer", "the connection did not read its answers", true)
 	}
@@ -250,6 +250,8 @@ func (s *wsSession) OnTimer(c *netpoll.Conn, now time.Time) time.Duration {
 	}
 	return idleAt.Sub(now)
 }
+
+func (s *wsSession) routeOf() *Route { return s.route }
 
 // OnClose releases the session's keys.
 func (s *wsSession) OnClose(c *netpoll.Conn) {

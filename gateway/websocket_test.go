@@ -292,3 +292,25 @@ func TestConfigureRestoresDefaults(t *testing.T) {
 		t.Fatalf("history %d after dropping history_size, want 7 (default %d)", info.History, hub.DefaultHistorySize)
 	}
 }
+
+// A resume that replays a whole history is not a slow consumer, however
+// small the live queue.
+func TestFullReplayIsNotASlowConsumer(t *testing.T) {
+	e, url := testEngine(t, RouteSettings{QueueSize: 4})
+	e.Configure(Config{HistorySize: 300})
+	var epoch string
+	for range 300 {
+		p, _ := e.Hub().Publish("k", "", []byte(`1`))
+		epoch = p.Epoch
+	}
+	c := dialWS(t, url+"?sdk_key=k&since=0&epoch="+epoch)
+	c.expect("registered")
+	for i := 1; i <= 300; i++ {
+		if m := c.expect("message"); m["seq"].(float64) != float64(i) {
+			t.Fatalf("replay %d = %v", i, m)
+		}
+	}
+	if n := e.Stats().SlowConsumerCloses; n != 0 {
+		t.Fatalf("%d slow-consumer closes", n)
+	}
+}

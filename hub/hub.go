@@ -341,3 +341,7 @@ func (h *Hub) sweep() {
 	}
 	h.enforceCap()
 }
+
+// HistorySize is the configured number of messages kept per key: the most a
+// Follow with since can replay at once.
+func (h *Hub) HistorySize() int { return h.cfg.Load().historySize }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -27,7 +28,8 @@ const adminPrefix = "/push_gateway/"
 // Caddy's admin endpoint, so access control stays with Caddy's admin
 // settings.
 //
-//	POST   /push_gateway/publish   publish (see parsePublish for the body)
+//	POST   /push_gateway/publish   publish (see parsePublish for the body),
+//	                               with "confirm": wait for local acks
 //	GET    /push_gateway/stats     the Engine's counters
 //	GET    /push_gateway/keys/{K}  one key's epoch, seq, history and followers
 //	DELETE /push_gateway/keys/{K}  close K's followers (4401), drop its history
@@ -44,9 +46,18 @@ type Admin struct {
 // backend is what the admin routes need of the Engine.
 type backend interface {
 	Publish(key, event string, data []byte) (hub.Published, error)
+	// PublishConfirm publishes and tracks the local followers' acks.
+	PublishConfirm(key, event string, data []byte) (hub.Published, confirmation, error)
 	KeyInfo(key string) (hub.KeyInfo, bool)
 	DropKey(key string) (hub.KeyInfo, bool)
 	Stats() gateway.Stats
+}
+
+// confirmation is a published message whose acks are counted
+// (*hub.Confirmation): Wait waits until all local followers it was written
+// to acknowledged it or timeout passed, and stops the tracking.
+type confirmation interface {
+	Wait(timeout time.Duration) (acked, written int)
 }
 
 // engineBackend adapts the Engine and its hub to backend.
@@ -54,6 +65,13 @@ type engineBackend struct{ e *gateway.Engine }
 
 func (b engineBackend) Publish(key, event string, data []byte) (hub.Published, error) {
 	return b.e.Hub().Publish(key, event, data)
+}
+func (b engineBackend) PublishConfirm(key, event string, data []byte) (hub.Published, confirmation, error) {
+	p, c, err := b.e.Hub().PublishConfirm(key, event, data)
+	if err != nil {
+		return p, nil, err // not a typed nil in the interface
+	}
+	return p, c, nil
 }
 func (b engineBackend) KeyInfo(key string) (hub.KeyInfo, bool) { return b.e.Hub().KeyInfo(key) }
 func (b engineBackend) DropKey(key string) (hub.KeyInfo, bool) { return b.e.Hub().DropKey(key) }
@@ -124,7 +142,23 @@ func (a *Admin) withBackend(w http.ResponseWriter, r *http.Request, h func(http.
 
 // publishAnswer is the publish route's answer.
 type publishAnswer struct {
-	Published []hub.Published `json:"published"`
+	Published []publishedEntry `json:"published"`
+}
+
+// publishedEntry is one key's outcome; a publish with confirm adds how many
+// local followers the message was written to and how many acknowledged it.
+type publishedEntry struct {
+	hub.Published
+	Acked   *int `json:"acked,omitempty"`
+	Written *int `json:"written,omitempty"`
+}
+
+// pendingConfirm is a confirmation still to wait for, and where its
+// counts go.
+type pendingConfirm struct {
+	c        confirmation
+	entry    int       // index in publishAnswer.Published
+	deadline time.Time // publish time plus the message's confirm window
 }
 
 func (a *Admin) handlePublish(w http.ResponseWriter, r *http.Request, b backend) error {
@@ -141,11 +175,28 @@ func (a *Admin) handlePublish(w http.ResponseWriter, r *http.Request, b backend)
 		return apiError(http.StatusBadRequest, err)
 	}
 	logger := a.log()
-	var ans publishAnswer
+	var (
+		ans     publishAnswer
+		pending []pendingConfirm
+	)
 	for _, m := range msgs {
 		for _, key := range m.Keys {
-			p, err := b.Publish(key, m.Event, m.Data)
+			var (
+				p    hub.Published
+				conf confirmation
+				err  error
+			)
+			if m.Confirm > 0 {
+				p, conf, err = b.PublishConfirm(key, m.Event, m.Data)
+			} else {
+				p, err = b.Publish(key, m.Event, m.Data)
+			}
 			if err != nil {
+				// Stop tracking what was published before: nobody will
+				// wait for it.
+				for _, pc := range pending {
+					pc.c.Wait(0)
+				}
 				return apiError(publishStatus(err),
 					fmt.Errorf("publishing to %q (%d published before): %w", clip(key), len(ans.Published), err))
 			}
@@ -154,7 +205,23 @@ func (a *Admin) handlePublish(w http.ResponseWriter, r *http.Request, b backend)
 					zap.String("epoch", p.Epoch), zap.Uint64("seq", p.Seq),
 					zap.Int("local_receivers", p.LocalReceivers), zap.Int("bytes", len(m.Data)))
 			}
-			ans.Published = append(ans.Published, p)
+			if conf != nil {
+				pending = append(pending, pendingConfirm{c: conf, entry: len(ans.Published), deadline: time.Now().Add(m.Confirm)})
+			}
+			ans.Published = append(ans.Published, publishedEntry{Published: p})
+		}
+	}
+	// Every confirmation runs from its own publish; waiting on them one
+	// after the other, each until its own deadline, waits for all of them
+	// in parallel: the answer comes once all are acked or the last window
+	// is over.
+	for _, pc := range pending {
+		acked, written := pc.c.Wait(time.Until(pc.deadline))
+		e := &ans.Published[pc.entry]
+		e.Acked, e.Written = &acked, &written
+		if c := logger.Check(zap.DebugLevel, "publish confirmed"); c != nil {
+			c.Write(zap.String("sdk_key", e.Key), zap.Uint64("seq", e.Seq),
+				zap.Int("acked", acked), zap.Int("written", written))
 		}
 	}
 	return writeJSON(w, ans)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -21,6 +22,32 @@ type fakeBackend struct {
 	keys      map[string]hub.KeyInfo
 	dropped   []string
 	fail      error
+	confirms  []*fakeConfirmation
+}
+
+// fakeConfirmation answers Wait with fixed counts and records its timeout.
+type fakeConfirmation struct {
+	acked, written int
+	timeout        time.Duration
+	waits          int
+}
+
+func (c *fakeConfirmation) Wait(timeout time.Duration) (int, int) {
+	c.timeout = timeout
+	c.waits++
+	return c.acked, c.written
+}
+
+func (f *fakeBackend) PublishConfirm(key, event string, data []byte) (hub.Published, confirmation, error) {
+	p, err := f.Publish(key, event, data)
+	if err != nil {
+		return p, nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := &fakeConfirmation{acked: 1, written: p.LocalReceivers}
+	f.confirms = append(f.confirms, c)
+	return p, c, nil
 }
 
 func (f *fakeBackend) Publish(key, event string, data []byte) (hub.Published, error) {
@@ -107,7 +134,27 @@ func TestAdminRoutes(t *testing.T) {
 		},
 		{
 			name: "publish confirm", method: "POST", target: "/push_gateway/publish",
-			body: `{"sdk_key":"K","confirm":"2s"}`, wantStatus: 400, wantBody: `confirm is not supported yet`,
+			body:       `{"sdk_key":"K","confirm":"2s","data":1}`,
+			wantStatus: 200, wantBody: `{"published":[{"sdk_key":"K","epoch":"E","seq":1,"local_receivers":2,"acked":1,"written":2}]}`,
+			wantPub: []string{`K update 1`},
+		},
+		{
+			name: "publish confirm for some messages only", method: "POST", target: "/push_gateway/publish",
+			body:       `[{"sdk_keys":["A","B"],"confirm":"1s"},{"sdk_key":"C"}]`,
+			wantStatus: 200, wantBody: `"acked":1,"written":2},{"sdk_key":"C","epoch":"E","seq":3,"local_receivers":2}]}`,
+			wantPub: []string{`A update null`, `B update null`, `C update null`},
+		},
+		{
+			name: "publish confirm not a duration", method: "POST", target: "/push_gateway/publish",
+			body: `{"sdk_key":"K","confirm":"soon"}`, wantStatus: 400, wantBody: `confirm: want a duration`,
+		},
+		{
+			name: "publish confirm over the cap", method: "POST", target: "/push_gateway/publish",
+			body: `{"sdk_key":"K","confirm":"31s"}`, wantStatus: 400, wantBody: `at most 30s`,
+		},
+		{
+			name: "publish confirm hub closed", fail: hub.ErrClosed, method: "POST", target: "/push_gateway/publish",
+			body: `{"sdk_key":"K","confirm":"1s"}`, wantStatus: 503, wantBody: `hub: closed`,
 		},
 		{
 			name: "publish body over 1 MiB", method: "POST", target: "/push_gateway/publish",
@@ -199,6 +246,11 @@ func TestAdminRoutes(t *testing.T) {
 			if tt.wantStatus != 200 && tt.fail == nil && len(fb.published) != 0 {
 				t.Fatalf("a refused request published %q", fb.published)
 			}
+			for i, c := range fb.confirms {
+				if c.waits != 1 || c.timeout <= 0 || c.timeout > maxConfirm {
+					t.Fatalf("confirmation %d: %d waits, last for %v", i, c.waits, c.timeout)
+				}
+			}
 		})
 	}
 }
@@ -223,4 +275,88 @@ func TestAdminDropKeyDrops(t *testing.T) {
 	if status, _, _ := serveAdmin(t, a, "GET", "/push_gateway/keys/K", ""); status != 404 {
 		t.Fatalf("GET after DELETE: status %d, want 404", status)
 	}
+}
+
+// chanFollower hands the seqs delivered to it to the test, which acks them.
+type chanFollower struct{ seqs chan uint64 }
+
+func (f chanFollower) Deliver(m *hub.Message) bool {
+	select {
+	case f.seqs <- m.Seq:
+		return true
+	default:
+		return false
+	}
+}
+func (chanFollower) Notify(hub.Notice) bool { return true }
+func (chanFollower) Close(hub.Reason)       {}
+
+// TestAdminPublishConfirmEngine runs confirm against a real Engine: the
+// answer waits for the followers' acks, or for the window when one stays
+// silent.
+func TestAdminPublishConfirmEngine(t *testing.T) {
+	e, err := gateway.New(gateway.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	a := &Admin{backend: func() backend { return engineBackend{e} }}
+
+	follow := func(key string) (*hub.Subscription, chanFollower) {
+		f := chanFollower{seqs: make(chan uint64, 4)}
+		sub := e.Hub().Subscribe(f)
+		t.Cleanup(sub.Close)
+		if err := sub.Follow(key, 0, "", false); err != nil {
+			t.Fatal(err)
+		}
+		return sub, f
+	}
+	type answer struct {
+		status int
+		body   string
+		took   time.Duration
+	}
+	publish := func(body string) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			start := time.Now()
+			status, b, _ := serveAdmin(t, a, "POST", "/push_gateway/publish", body)
+			ch <- answer{status, b, time.Since(start)}
+		}()
+		return ch
+	}
+
+	t.Run("all ack", func(t *testing.T) {
+		s1, f1 := follow("all")
+		s2, f2 := follow("all")
+		ch := publish(`{"sdk_key":"all","confirm":"10s"}`)
+		s1.Ack("all", <-f1.seqs)
+		s2.Ack("all", <-f2.seqs)
+		ans := <-ch
+		if ans.status != 200 || !strings.Contains(ans.body, `"local_receivers":2,"acked":2,"written":2`) {
+			t.Fatalf("%d %s", ans.status, ans.body)
+		}
+		if ans.took > 5*time.Second {
+			t.Fatalf("answered after %v, want at once after the acks", ans.took)
+		}
+	})
+	t.Run("one silent", func(t *testing.T) {
+		s1, f1 := follow("some")
+		follow("some")
+		ch := publish(`{"sdk_key":"some","confirm":"300ms"}`)
+		s1.Ack("some", <-f1.seqs)
+		ans := <-ch
+		if ans.status != 200 || !strings.Contains(ans.body, `"acked":1,"written":2`) {
+			t.Fatalf("%d %s", ans.status, ans.body)
+		}
+		if ans.took < 250*time.Millisecond {
+			t.Fatalf("answered after %v, before the window", ans.took)
+		}
+	})
+	t.Run("no follower", func(t *testing.T) {
+		ans := <-publish(`[{"sdk_key":"none","confirm":"10s"},{"sdk_key":"none2","confirm":"10s"}]`)
+		if ans.status != 200 || strings.Count(ans.body, `"local_receivers":0,"acked":0,"written":0`) != 2 || ans.took > 5*time.Second {
+			t.Fatalf("%d %s after %v", ans.status, ans.body, ans.took)
+		}
+	})
 }

@@ -121,6 +121,8 @@ func TestHandlerValidate(t *testing.T) {
 		{name: "message size too small", h: Handler{MaxMessageSize: 10}, wantErr: "max_message_size 10"},
 		{name: "negative keys", h: Handler{MaxKeysPerConnection: -1}, wantErr: "max_keys_per_connection -1"},
 		{name: "queue too large", h: Handler{QueueSize: maxQueueSize + 1}, wantErr: "queue_size 65537"},
+		{name: "negative poll wait", h: Handler{PollMaxWait: -1}, wantErr: "poll_max_wait -1ns"},
+		{name: "poll wait at the cap", h: Handler{PollMaxWait: caddy.Duration(maxPollWait)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,7 +176,7 @@ func TestReloadAppliesRouteSettings(t *testing.T) {
 	load := func(heartbeat string) {
 		t.Helper()
 		cfg := `{"admin":{"disabled":true,"config":{"persist":false}},"apps":{"http":{"servers":{"t":{"listen":["127.0.0.1:0"],"routes":[{"handle":[` +
-			`{"handler":"push_gateway","name":"settings-test","heartbeat":"` + heartbeat + `","idle_timeout":"10s","queue_size":7}]}]}}}}}`
+			`{"handler":"push_gateway","name":"settings-test","heartbeat":"` + heartbeat + `","idle_timeout":"10s","queue_size":7,"poll_max_wait":"5s"}]}]}}}}}`
 		if err := caddy.Load([]byte(cfg), true); err != nil {
 			t.Fatalf("loading %s: %v", cfg, err)
 		}
@@ -186,8 +188,8 @@ func TestReloadAppliesRouteSettings(t *testing.T) {
 		t.Fatal("no engine after load")
 	}
 	route := e.Route("settings-test")
-	if s := route.Settings(); s.Heartbeat != time.Second || s.IdleTimeout != 10*time.Second || s.QueueSize != 7 {
-		t.Fatalf("settings after load = %+v, want heartbeat 1s, idle 10s, queue 7", s)
+	if s := route.Settings(); s.Heartbeat != time.Second || s.IdleTimeout != 10*time.Second || s.QueueSize != 7 || s.PollMaxWait != 5*time.Second {
+		t.Fatalf("settings after load = %+v, want heartbeat 1s, idle 10s, queue 7, poll max wait 5s", s)
 	}
 	load("2s")
 	if got := runningEngine(); got != e {

@@ -45,6 +45,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    max_message_size        <size>
 //	    max_keys_per_connection <count>
 //	    queue_size              <count>
+//	    poll_max_wait           <duration>
 //	}
 //
 // Every subdirective is optional. A size is bytes, or a number with a unit
@@ -93,6 +94,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = countArg(d, &h.MaxKeysPerConnection)
 		case "queue_size":
 			err = countArg(d, &h.QueueSize)
+		case "poll_max_wait":
+			err = durationArg(d, &h.PollMaxWait)
 		default:
 			return d.Errf("unknown subdirective %q", sub)
 		}

@@ -40,6 +40,7 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 				max_message_size 32KiB
 				max_keys_per_connection 8
 				queue_size 1024
+				poll_max_wait 90s
 			}`,
 			want: Handler{
 				Name:                 "fp",
@@ -50,6 +51,7 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 				MaxMessageSize:       32 << 10,
 				MaxKeysPerConnection: 8,
 				QueueSize:            1024,
+				PollMaxWait:          caddy.Duration(90 * time.Second),
 			},
 		},
 		{name: "plain byte size", input: "push_gateway {\nmax_message_size 4096\n}", want: Handler{MaxMessageSize: 4096}},
@@ -138,6 +140,7 @@ func TestAdaptBadCaddyfile(t *testing.T) {
 		{name: "size too large", input: site("push_gateway {\n max_message_size 1GiB\n}"), wantErr: `max_message_size 1073741824: must be between 128 and 16777216 bytes`},
 		{name: "bad count", input: site("push_gateway {\n queue_size 0\n}"), wantErr: `queue_size: invalid count "0"`},
 		{name: "count too large", input: site("push_gateway {\n max_keys_per_connection 1000000\n}"), wantErr: `max_keys_per_connection 1000000: must be between 1 and 65536`},
+		{name: "poll wait too long", input: site("push_gateway {\n poll_max_wait 11m\n}"), wantErr: `poll_max_wait 11m0s: must be positive and at most 10m0s`},
 		{name: "subdirective twice", input: site("push_gateway {\n heartbeat 5s\n heartbeat 6s\n}"), wantErr: `heartbeat given twice`},
 		{name: "socketio path without socketio", input: site("push_gateway {\n transports websocket\n socketio_path /realtime/\n}"), wantErr: `socketio_path is set but the socketio transport is not enabled`},
 		{name: "relative socketio path", input: site("push_gateway {\n socketio_path realtime/\n}"), wantErr: `socketio_path "realtime/": must start with /`},

@@ -29,6 +29,7 @@ const (
 	maxMessageSize = 16 << 20
 	maxKeysPerConn = 1 << 16
 	maxQueueSize   = 1 << 16
+	maxPollWait    = 10 * time.Minute // beyond it proxies and clients give up anyway
 )
 
 // knownTransports are the `transports` names, in the order error messages list them.
@@ -64,6 +65,9 @@ type Handler struct {
 	// QueueSize bounds a connection's outbound queue, in messages; a full
 	// queue closes the connection as a slow consumer (4429). Default: 256.
 	QueueSize int `json:"queue_size,omitempty"`
+	// PollMaxWait caps how long a long poll is held (the client's `wait`).
+	// Default: 60s.
+	PollMaxWait caddy.Duration `json:"poll_max_wait,omitempty"`
 
 	logger *zap.Logger
 	engine *gateway.Engine
@@ -136,6 +140,9 @@ func (h *Handler) Validate() error {
 	if h.QueueSize < 0 || h.QueueSize > maxQueueSize {
 		return fmt.Errorf("queue_size %d: must be between 1 and %d", h.QueueSize, maxQueueSize)
 	}
+	if h.PollMaxWait < 0 || time.Duration(h.PollMaxWait) > maxPollWait {
+		return fmt.Errorf("poll_max_wait %s: must be positive and at most %s", time.Duration(h.PollMaxWait), maxPollWait)
+	}
 	return nil
 }
 
@@ -175,6 +182,7 @@ func (h *Handler) settings() gateway.RouteSettings {
 		MaxKeysPerConn: h.MaxKeysPerConnection,
 		QueueSize:      h.QueueSize,
 		SocketIOPaths:  slices.Clone(h.SocketIOPath),
+		PollMaxWait:    time.Duration(h.PollMaxWait),
 	}.WithDefaults()
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 	"unicode/utf8"
 
 	"github.com/pushgateway/push_gateway/hub"
@@ -15,9 +16,13 @@ import (
 // Content-Length a client claims).
 const maxPublishBody = 1 << 20
 
-// ErrConfirmUnsupported is returned for a publish asking for delivery
-// confirmation, which this build does not implement yet.
-var ErrConfirmUnsupported = errors.New("confirm is not supported yet")
+// maxConfirm bounds a publish's "confirm" window: the admin request is held
+// that long at most.
+const maxConfirm = 30 * time.Second
+
+// ErrBadConfirm is returned for a "confirm" that is not a Go duration
+// string between 1ms and maxConfirm.
+var ErrBadConfirm = errors.New("confirm: want a duration like \"2s\", at most 30s")
 
 // errBadPublish marks every error of parsePublish: the admin route answers
 // them with 400.
@@ -26,16 +31,18 @@ var errBadPublish = errors.New("bad publish body")
 // publishMessage is one message of a publish body: the same event and data
 // for each of Keys, in order.
 type publishMessage struct {
-	Keys  []string
-	Event string
-	Data  json.RawMessage // the publisher's JSON, byte for byte; "null" when absent
+	Keys    []string
+	Event   string
+	Data    json.RawMessage // the publisher's JSON, byte for byte; "null" when absent
+	Confirm time.Duration   // wait up to this for local followers' acks; 0: no confirmation
 }
 
 // parsePublish parses a publish body: one object
 //
-//	{"sdk_key":"K","event":"update","data":…}
+//	{"sdk_key":"K","event":"update","data":…,"confirm":"2s"}
 //
 // (or "sdk_keys":[…] instead of "sdk_key"), or a JSON array of such objects.
+// "confirm" is optional: a Go duration string, at most maxConfirm.
 // Field names match exactly; an unknown or repeated field, a body holding
 // no message, or anything after the JSON value is refused. Every key and
 // event of an accepted body is valid, so a publish is not refused halfway.
@@ -135,7 +142,15 @@ func parseMessage(dec *json.Decoder) (publishMessage, error) {
 				return m, fmt.Errorf("data: %w", err)
 			}
 		case "confirm":
-			return m, ErrConfirmUnsupported
+			var v string
+			if err := dec.Decode(&v); err != nil {
+				return m, ErrBadConfirm
+			}
+			d, err := time.ParseDuration(v)
+			if err != nil || d < time.Millisecond || d > maxConfirm {
+				return m, fmt.Errorf("%w (got %q)", ErrBadConfirm, clip(v))
+			}
+			m.Confirm = d
 		default:
 			return m, fmt.Errorf("unknown field %q", clip(field))
 		}

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pushgateway/push_gateway/hub"
 )
@@ -59,7 +60,27 @@ func TestParsePublish(t *testing.T) {
 		{name: "unknown field", body: `{"sdk_key":"K","sdkkey":"K"}`, wantErr: `unknown field "sdkkey"`},
 		{name: "field names match exactly", body: `{"SDK_KEY":"K"}`, wantErr: `unknown field "SDK_KEY"`},
 		{name: "field twice", body: `{"sdk_key":"K","sdk_key":"L"}`, wantErr: `field "sdk_key" given twice`},
-		{name: "confirm", body: `{"sdk_key":"K","confirm":"2s"}`, wantErr: "confirm is not supported yet"},
+		{
+			name: "confirm",
+			body: `{"sdk_key":"K","confirm":"2s"}`,
+			want: []publishMessage{{Keys: []string{"K"}, Event: "update", Data: json.RawMessage(`null`), Confirm: 2 * time.Second}},
+		},
+		{
+			name: "confirm per message",
+			body: `[{"sdk_key":"A","confirm":"1500ms"},{"sdk_key":"B"}]`,
+			want: []publishMessage{
+				{Keys: []string{"A"}, Event: "update", Data: json.RawMessage(`null`), Confirm: 1500 * time.Millisecond},
+				{Keys: []string{"B"}, Event: "update", Data: json.RawMessage(`null`)},
+			},
+		},
+		{name: "confirm at the cap", body: `{"sdk_key":"K","confirm":"30s"}`, want: []publishMessage{
+			{Keys: []string{"K"}, Event: "update", Data: json.RawMessage(`null`), Confirm: maxConfirm}}},
+		{name: "confirm over the cap", body: `{"sdk_key":"K","confirm":"30.001s"}`, wantErr: "at most 30s"},
+		{name: "confirm zero", body: `{"sdk_key":"K","confirm":"0s"}`, wantErr: "confirm: want a duration"},
+		{name: "confirm negative", body: `{"sdk_key":"K","confirm":"-1s"}`, wantErr: "confirm: want a duration"},
+		{name: "confirm without unit", body: `{"sdk_key":"K","confirm":"2"}`, wantErr: "confirm: want a duration"},
+		{name: "confirm a number", body: `{"sdk_key":"K","confirm":2}`, wantErr: "confirm: want a duration"},
+		{name: "confirm null", body: `{"sdk_key":"K","confirm":null}`, wantErr: "confirm: want a duration"},
 		{name: "no key", body: `{"data":1}`, wantErr: "sdk_key or sdk_keys is required"},
 		{name: "both key forms", body: `{"sdk_key":"K","sdk_keys":["L"]}`, wantErr: "not both"},
 		{name: "empty key", body: `{"sdk_key":""}`, wantErr: "invalid sdk key"},
@@ -102,10 +123,10 @@ func TestParsePublish(t *testing.T) {
 	}
 }
 
-func TestParsePublishConfirmIsSentinel(t *testing.T) {
-	_, err := parsePublish([]byte(`{"sdk_key":"K","confirm":"2s"}`))
-	if !errors.Is(err, ErrConfirmUnsupported) {
-		t.Fatalf("error %v does not wrap ErrConfirmUnsupported", err)
+func TestParsePublishBadConfirmIsSentinel(t *testing.T) {
+	_, err := parsePublish([]byte(`{"sdk_key":"K","confirm":"2 s"}`))
+	if !errors.Is(err, ErrBadConfirm) || !errors.Is(err, errBadPublish) {
+		t.Fatalf("error %v does not wrap ErrBadConfirm and errBadPublish", err)
 	}
 }
 
@@ -119,6 +140,8 @@ func FuzzParsePublish(f *testing.F) {
 		`[{"sdk_key":"A"},{"sdk_key":"B","event":"x","data":[1,2,3]}]`,
 		`{"sdk_key":"K","data":null}`,
 		`{"sdk_key":"K","confirm":"2s"}`,
+		`[{"sdk_key":"K","confirm":"30s"},{"sdk_key":"L","confirm":"1h"}]`,
+		`{"sdk_key":"K","confirm":"1e3ms"}`,
 		`{"sdk_key":"\u00e9\ud83d\ude00","data":"\u0000"}`,
 		`[]`, `{}`, `[[]]`, `{"sdk_key":"K"} {}`, `{"data":1e999,"sdk_key":"K"}`,
 		"\xff", `{"sdk_key":"\xff"}`,
@@ -153,6 +176,9 @@ func FuzzParsePublish(f *testing.F) {
 			}
 			if !json.Valid(m.Data) {
 				t.Fatalf("accepted invalid data %q", m.Data)
+			}
+			if m.Confirm < 0 || m.Confirm > maxConfirm {
+				t.Fatalf("accepted confirm %v", m.Confirm)
 			}
 		}
 	})
