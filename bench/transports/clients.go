@@ -1,0 +1,499 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Transports, as the results name them.
+const (
+	transportWS   = "websocket"
+	transportSSE  = "sse"
+	transportPoll = "poll"
+	// transportSSEH2 is SSE over HTTP/2 (TLS): Go's server runs each
+	// stream's handler in a goroutine of its own, so it cannot hand the
+	// stream to epoll as it does an HTTP/1.1 one.
+	transportSSEH2 = "sse-h2"
+)
+
+// Errors of the client side of the run.
+var (
+	// ErrRefused is returned when the gateway does not accept a client.
+	ErrRefused = errors.New("gateway refused the client")
+	// ErrBadFrame is returned for a WebSocket frame a server must not send.
+	ErrBadFrame = errors.New("bad websocket frame")
+)
+
+// pollWait is the wait a long-poll client asks for: longer than any
+// measurement, so that a held poll is idle until a publish answers it.
+const pollWait = "60s"
+
+// dialConcurrency bounds handshakes under way, so that opening thousands
+// of clients does not overflow caddy's accept backlog.
+const dialConcurrency = 100
+
+// fleet is n clients of one transport following one key. Each client is a
+// goroutine that reads its connection and records, per published seq, when
+// it arrived and how long after the publisher's stamp.
+type fleet struct {
+	transport string
+	key       string
+	addr      string // the gateway's site, host:port
+
+	got          []atomic.Int64 // per seq: clients that received it
+	measureFrom  atomic.Uint64  // seqs from here on are measured
+	ready        atomic.Int64   // clients whose subscription is established
+	failed       atomic.Int64   // clients whose connection ended by error
+	firstErr     atomic.Value   // error: the first client failure
+	wg           sync.WaitGroup
+	mu           sync.Mutex
+	delays       []time.Duration // guarded by mu: measured receipts
+	connsMu      sync.Mutex
+	conns        []net.Conn // guarded by connsMu: closed by close
+	closing      atomic.Bool
+	sourceOffset int // first source address index, so fleets spread apart
+
+	// HTTP/2 streams share a few TLS connections that Go's client opens
+	// as the server's stream limit requires; the run's end cancels them.
+	h2        *http.Client
+	h2Target  string // https URL of the stream
+	ctx       context.Context
+	cancel    context.CancelFunc
+	h2Sources atomic.Int64 // round-robin over source addresses
+}
+
+// newFleet prepares a fleet; tlsAddr is the gateway's TLS site, used by
+// the sse-h2 transport only.
+func newFleet(transport, key, addr, tlsAddr string, maxSeq, sourceOffset int) *fleet {
+	f := &fleet{
+		transport: transport, key: key, addr: addr,
+		got:          make([]atomic.Int64, maxSeq+1),
+		sourceOffset: sourceOffset,
+	}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	if transport == transportSSEH2 {
+		f.h2Target = "https://" + tlsAddr + route + "?" + url.Values{"sdk_key": {key}}.Encode()
+		f.h2 = &http.Client{Transport: &http.Transport{
+			ForceAttemptHTTP2: true,
+			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // caddy's internal CA
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: f.sourceAddr(int(f.h2Sources.Add(1)))}
+				return d.DialContext(ctx, network, addr)
+			},
+		}}
+	}
+	return f
+}
+
+// record notes that one client received seq stamped at stampNS.
+func (f *fleet) record(seq uint64, stampNS int64) {
+	now := time.Now()
+	if seq < uint64(len(f.got)) {
+		f.got[seq].Add(1)
+	}
+	if seq >= f.measureFrom.Load() {
+		d := now.Sub(time.Unix(0, stampNS))
+		f.mu.Lock()
+		f.delays = append(f.delays, d)
+		f.mu.Unlock()
+	}
+}
+
+func (f *fleet) fail(err error) {
+	if f.closing.Load() {
+		return
+	}
+	f.failed.Add(1)
+	f.firstErr.CompareAndSwap(nil, err)
+}
+
+// err answers the first client failure, if any.
+func (f *fleet) err() error {
+	if e, ok := f.firstErr.Load().(error); ok {
+		return fmt.Errorf("%d %s clients failed, the first: %w", f.failed.Load(), f.transport, e)
+	}
+	return nil
+}
+
+// open starts n clients, at most dialConcurrency handshakes at a time, and
+// returns once every handshake is done (not yet every subscription).
+func (f *fleet) open(n int) {
+	conc := dialConcurrency
+	if f.transport == transportSSEH2 {
+		// One stream opened at a time, as a page's EventSources would: Go's
+		// client dials a connection of its own for every request that finds
+		// none with a free stream, so concurrent opens would spread the
+		// streams over hundreds of connections instead of filling each up to
+		// the server's stream limit.
+		conc = 1
+	}
+	sem := make(chan struct{}, conc)
+	var dials sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		dials.Add(1)
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			if f.transport == transportSSEH2 {
+				f.h2Stream(dials.Done, sem)
+				return
+			}
+			conn, br, err := f.connect(i)
+			dials.Done()
+			<-sem
+			if err != nil {
+				f.fail(err)
+				return
+			}
+			defer conn.Close()
+			switch f.transport {
+			case transportWS:
+				err = f.readWS(br)
+			case transportSSE:
+				err = f.readSSE(br)
+			default:
+				err = f.pollLoop(conn, br)
+			}
+			if err != nil {
+				f.fail(err)
+			}
+		}()
+	}
+	dials.Wait()
+}
+
+// close ends every client and waits for their goroutines.
+func (f *fleet) close() {
+	f.closing.Store(true)
+	f.cancel()
+	f.connsMu.Lock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.connsMu.Unlock()
+	f.wg.Wait()
+}
+
+// h2Stream runs one SSE stream over HTTP/2; dialled and sem end the
+// handshake phase as open counts it.
+func (f *fleet) h2Stream(dialled func(), sem chan struct{}) {
+	req, err := http.NewRequestWithContext(f.ctx, http.MethodGet, f.h2Target, nil)
+	if err != nil {
+		dialled()
+		<-sem
+		f.fail(err)
+		return
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := f.h2.Do(req)
+	dialled()
+	<-sem
+	if err != nil {
+		f.fail(fmt.Errorf("sse over h2: %w", err))
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		f.fail(fmt.Errorf("%w: sse over h2: %s %s %q", ErrRefused, resp.Proto, resp.Status, body))
+		return
+	}
+	f.ready.Add(1)
+	if err := f.readSSE(bufio.NewReaderSize(resp.Body, 4096)); err != nil {
+		f.fail(err)
+	}
+}
+
+// sourceAddr spreads clients over 127.0.0.2–254, so that no source address
+// runs out of ephemeral ports.
+func (f *fleet) sourceAddr(i int) *net.TCPAddr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+(f.sourceOffset+i)%253))}
+}
+
+// connect dials and sends the transport's first request; for WebSocket and
+// SSE it also reads the answer's head.
+func (f *fleet) connect(i int) (net.Conn, *bufio.Reader, error) {
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: f.sourceAddr(i)}
+	conn, err := d.Dial("tcp", f.addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dialing from %v: %w", d.LocalAddr, err)
+	}
+	f.connsMu.Lock()
+	f.conns = append(f.conns, conn)
+	f.connsMu.Unlock()
+	br := bufio.NewReaderSize(conn, 4096)
+	q := url.Values{"sdk_key": {f.key}}
+	var head string
+	switch f.transport {
+	case transportWS:
+		var nonce [16]byte
+		_, _ = rand.Read(nonce[:])
+		head = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " +
+			base64.StdEncoding.EncodeToString(nonce[:]) + "\r\n"
+	case transportSSE:
+		head = "Accept: text/event-stream\r\n"
+	default:
+		// The first poll names no position: it is held until the first
+		// publish, which it then gets with the key's epoch.
+		q.Set("wait", pollWait)
+		q.Set("since", "0")
+	}
+	if err := f.writeGet(conn, q, head); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	switch f.transport {
+	case transportWS:
+		if err := expectHead(br, http.StatusSwitchingProtocols); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+	case transportSSE:
+		if err := expectHead(br, http.StatusOK); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+		f.ready.Add(1)
+	default:
+		f.ready.Add(1)
+	}
+	return conn, br, nil
+}
+
+func (f *fleet) writeGet(conn net.Conn, q url.Values, head string) error {
+	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.WriteString(conn, "GET "+route+"?"+q.Encode()+" HTTP/1.1\r\nHost: "+f.addr+"\r\n"+head+"\r\n")
+	if err != nil {
+		return fmt.Errorf("writing the request: %w", err)
+	}
+	return nil
+}
+
+// expectHead reads a response head and fails unless its status is want.
+// The body of a WebSocket or SSE answer is the stream, read by the caller.
+func expectHead(br *bufio.Reader, want int) error {
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
+	if err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	if resp.StatusCode != want {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		return fmt.Errorf("%w: %s %q", ErrRefused, resp.Status, body)
+	}
+	// A 200 SSE answer has no length: leave its body (the stream) in br.
+	return nil
+}
+
+// uintAfter answers the decimal number that follows the first occurrence
+// of field (e.g. `"seq":`) in b. The clients read the gateway's own
+// compact JSON this way rather than with encoding/json: they share the
+// machine's two cores with caddy, and every microsecond they spend is taken
+// from the server under test.
+func uintAfter(b []byte, field string) (uint64, bool) {
+	i := bytes.Index(b, []byte(field))
+	if i < 0 {
+		return 0, false
+	}
+	var n uint64
+	digits := 0
+	for _, c := range b[i+len(field):] {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + uint64(c-'0')
+		digits++
+	}
+	return n, digits > 0
+}
+
+// message records a native or SSE message: its seq and the publisher's
+// stamp {"t":<ns>} in its data.
+func (f *fleet) message(seq uint64, b []byte) error {
+	t, ok := uintAfter(b, `"t":`)
+	if !ok {
+		return fmt.Errorf("%w: no stamp in %q", ErrBadFrame, b)
+	}
+	f.record(seq, int64(t))
+	return nil
+}
+
+// readWS reads server frames (unmasked, unfragmented for messages this
+// small) until the connection ends.
+func (f *fleet) readWS(br *bufio.Reader) error {
+	var h [2]byte
+	var payload []byte
+	for {
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			return f.ended(err)
+		}
+		op := h[0] & 0x0F
+		n := uint64(h[1] & 0x7F)
+		switch n {
+		case 126:
+			var b [2]byte
+			if _, err := io.ReadFull(br, b[:]); err != nil {
+				return f.ended(err)
+			}
+			n = uint64(binary.BigEndian.Uint16(b[:]))
+		case 127:
+			var b [8]byte
+			if _, err := io.ReadFull(br, b[:]); err != nil {
+				return f.ended(err)
+			}
+			n = binary.BigEndian.Uint64(b[:])
+		}
+		if h[1]&0x80 != 0 || n > 1<<20 {
+			return fmt.Errorf("%w: masked or %d bytes", ErrBadFrame, n)
+		}
+		if uint64(cap(payload)) < n {
+			payload = make([]byte, n)
+		}
+		payload = payload[:n]
+		if _, err := io.ReadFull(br, payload); err != nil {
+			return f.ended(err)
+		}
+		switch op {
+		case 0x1:
+			switch {
+			case bytes.HasPrefix(payload, []byte(`{"type":"message"`)):
+				seq, ok := uintAfter(payload, `"seq":`)
+				if !ok {
+					return fmt.Errorf("%w: no seq in %q", ErrBadFrame, payload)
+				}
+				if err := f.message(seq, payload); err != nil {
+					return err
+				}
+			case bytes.HasPrefix(payload, []byte(`{"type":"registered"`)):
+				f.ready.Add(1)
+			}
+		case 0x8:
+			return f.ended(fmt.Errorf("close frame %x", payload))
+		}
+	}
+}
+
+// readSSE reads events until the stream ends. The gateway's HTTP/1.1
+// stream is neither chunked nor sized: its body is the rest of the
+// connection.
+func (f *fleet) readSSE(br *bufio.Reader) error {
+	var seq uint64
+	var data []byte
+	hasData := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return f.ended(err)
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0:
+			if hasData {
+				if err := f.message(seq, data); err != nil {
+					return err
+				}
+			}
+			hasData = false
+		case bytes.HasPrefix(line, []byte("id: ")):
+			id := line[len("id: "):]
+			if i := bytes.LastIndexByte(id, ':'); i > 0 {
+				seq, _ = uintAfter(id[i:], ":")
+			}
+		case bytes.HasPrefix(line, []byte("data: ")):
+			// One data line per message: the publisher's JSON is compact.
+			data, hasData = append(data[:0], line[len("data: "):]...), true
+		}
+	}
+}
+
+// pollAnswer is the part of a long-poll answer the run reads.
+type pollAnswer struct {
+	Keys map[string]struct {
+		Epoch    string `json:"epoch"`
+		Seq      uint64 `json:"seq"`
+		Resync   bool   `json:"resync"`
+		Messages []struct {
+			Seq  uint64 `json:"seq"`
+			Data struct {
+				T int64 `json:"t"`
+			} `json:"data"`
+		} `json:"messages"`
+	} `json:"keys"`
+}
+
+// pollLoop reads each answer and polls again at once from the position it
+// gave, on the same keep-alive connection, until the connection ends.
+func (f *fleet) pollLoop(conn net.Conn, br *bufio.Reader) error {
+	for {
+		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
+		if err != nil {
+			return f.ended(err)
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		resp.Body.Close()
+		if err != nil {
+			return f.ended(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%w: poll %s %q", ErrRefused, resp.Status, body)
+		}
+		var ans pollAnswer
+		if err := json.Unmarshal(body, &ans); err != nil {
+			return fmt.Errorf("poll answer %q: %w", body, err)
+		}
+		k, ok := ans.Keys[f.key]
+		if !ok || k.Resync {
+			return fmt.Errorf("poll answer without the key or with resync: %q", body)
+		}
+		for _, m := range k.Messages {
+			f.record(m.Seq, m.Data.T)
+		}
+		if resp.Close {
+			return errors.New("gateway closed the keep-alive connection")
+		}
+		q := url.Values{"sdk_key": {f.key}, "since": {strconv.FormatUint(k.Seq, 10)},
+			"epoch": {k.Epoch}, "wait": {pollWait}}
+		if err := f.writeGet(conn, q, ""); err != nil {
+			return f.ended(err)
+		}
+	}
+}
+
+// ended turns the end of a connection into nil when the run closed it.
+func (f *fleet) ended(err error) error {
+	if f.closing.Load() {
+		return nil
+	}
+	return fmt.Errorf("connection ended: %w", err)
+}
+
+// received answers how many clients received seq.
+func (f *fleet) received(seq uint64) int64 {
+	if seq >= uint64(len(f.got)) {
+		return 0
+	}
+	return f.got[seq].Load()
+}
+
+// measured answers the recorded delays.
+func (f *fleet) measured() []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Duration(nil), f.delays...)
+}

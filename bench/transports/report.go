@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Results is one run: results.json holds it as is.
+type Results struct {
+	Command    string            `json:"command"`
+	Started    string            `json:"started"`
+	Seconds    float64           `json:"seconds"`
+	Machine    Machine           `json:"machine"`
+	N          int               `json:"n"`
+	Publishes  int               `json:"publishes"`
+	Transports []TransportResult `json:"transports"`
+}
+
+// Machine says where the run happened.
+type Machine struct {
+	CPU    string `json:"cpu"`
+	CPUs   int    `json:"cpus"`
+	Kernel string `json:"kernel"`
+	Go     string `json:"go"`
+}
+
+// TransportResult is what one transport cost.
+type TransportResult struct {
+	Transport             string  `json:"transport"`
+	N                     int     `json:"n"`
+	TCPConns              int     `json:"tcp_conns"` // connections carrying the N clients (sse-h2: a few)
+	ConnectSeconds        float64 `json:"connect_seconds"`
+	RSSBeforeKB           int64   `json:"rss_before_kb"`
+	RSSAfterKB            int64   `json:"rss_after_kb"`
+	RSSPerConnBytes       float64 `json:"rss_per_conn_bytes"`
+	HeapStackPerConnBytes float64 `json:"heap_stack_per_conn_bytes"`
+	GoroutinesBefore      int     `json:"goroutines_before"`
+	GoroutinesAfter       int     `json:"goroutines_after"`
+	GoroutinesPerConn     float64 `json:"goroutines_per_conn"`
+	Deliveries            int     `json:"deliveries"`
+	P50Ms                 float64 `json:"p50_ms"`
+	P99Ms                 float64 `json:"p99_ms"`
+	MaxMs                 float64 `json:"max_ms"`
+	CPUSeconds            float64 `json:"cpu_seconds"`
+	CPUPerDeliveryUs      float64 `json:"cpu_per_delivery_us"`
+	Dropped               int64   `json:"dropped"`
+	SlowCloses            int64   `json:"slow_consumer_closes"`
+	Error                 string  `json:"error,omitempty"`
+}
+
+// percentileMs answers the p-th percentile of ds (nearest rank), in ms.
+func percentileMs(ds []time.Duration, p float64) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s))*p/100+0.999999) - 1
+	i = min(max(i, 0), len(s)-1)
+	return float64(s[i]) / float64(time.Millisecond)
+}
+
+func describeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if name, val, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
+				m.CPU = strings.TrimSpace(val)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// markdown renders the results as a table with the run's context.
+func (r Results) markdown() []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# push_gateway: cost per transport\n\n")
+	fmt.Fprintf(&b, "`%s` — %s, %d CPUs, Linux %s, %s; %s, %.0f s.\n\n",
+		r.Command, r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go, r.Started, r.Seconds)
+	fmt.Fprintf(&b, "%d idle clients per transport, each transport in a fresh caddy process; "+
+		"deltas of caddy's VmRSS and of heap+stack in use (after a forced GC) and of its goroutines, divided by %d. "+
+		"Latency: %d publishes per transport to its %d followers, publisher's stamp to the client's receipt "+
+		"(clients in one process on the same machine). CPU: caddy's utime+stime over those publishes, "+
+		"per delivery (publish handling and long-poll re-polls included).\n\n",
+		r.N, r.N, r.Publishes, r.N)
+	b.WriteString("| transport | TCP conns | RSS / idle client | heap+stack / idle client | goroutines / idle client | p50 | p99 | max | server CPU / delivery |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, t := range r.Transports {
+		if t.Error != "" {
+			fmt.Fprintf(&b, "| %s | failed: %s ||||||||\n", t.Transport, strings.ReplaceAll(t.Error, "|", "/"))
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.2f KB | %.2f KB | %.2f | %.2f ms | %.2f ms | %.2f ms | %.2f µs |\n",
+			t.Transport, t.TCPConns, t.RSSPerConnBytes/1000, t.HeapStackPerConnBytes/1000, t.GoroutinesPerConn,
+			t.P50Ms, t.P99Ms, t.MaxMs, t.CPUPerDeliveryUs)
+	}
+	b.WriteString("\nKB = 1,000 bytes. VmRSS excludes the kernel's socket buffers. websocket, sse and poll run on plain HTTP/1.1 " +
+		"(one TCP connection per client); sse-h2 runs over TLS with HTTP/2, its streams multiplexed on the TCP connections shown.\n")
+	return b.Bytes()
+}
+
+// write prints the table and, with a directory, writes results.json and
+// results.md into it.
+func (r Results) write(dir string) error {
+	md := r.markdown()
+	os.Stdout.Write(md)
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding results: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(js, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing results.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), md, 0o644); err != nil {
+		return fmt.Errorf("writing results.md: %w", err)
+	}
+	return nil
+}
