@@ -172,6 +172,9 @@ func (s *RouteSettings) enabled(transport string) bool {
 // request and answers every error itself, as JSON. The error it returns is
 // for the caller's log only.
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request, route *Route) error {
+	if e.serveClientJS(w, r) { // <route>/client.js and client.mjs: the browser client
+		return nil
+	}
 	set := route.get()
 	switch {
 	case r.URL.Query().Has("EIO"):

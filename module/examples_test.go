@@ -23,7 +23,7 @@ var update = flag.Bool("update", false, "rewrite the caddyfile-examples Caddyfil
 
 // exampleEnv are the placeholders the examples read; the goldens hold their
 // defaults.
-var exampleEnv = []string{"PORT", "ADMIN", "HTTP_PORT", "HTTPS_PORT", "BACKEND"}
+var exampleEnv = []string{"PORT", "ADMIN", "HTTP_PORT", "HTTPS_PORT", "BACKEND", "DEMO_ROOT"}
 
 // examplesDir holds the examples, one directory each.
 const examplesDir = "../caddyfile-examples"
