@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+
+	"github.com/pushgateway/push_gateway/bench/internal/procstat"
 )
 
 // Machine describes where the run happened.
@@ -30,7 +32,7 @@ func describeMachine() Machine {
 		}
 	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		m.MemTotalKB, _ = statusField(b, "MemTotal:")
+		m.MemTotalKB, _ = procstat.StatusField(b, "MemTotal:")
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))

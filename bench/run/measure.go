@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pushgateway/push_gateway/bench/internal/procstat"
 )
 
 // ErrIncomplete is returned when fewer clients connected than asked.
@@ -52,15 +54,15 @@ func (t *trial) run(ipBase int) error {
 	if t.srv, err = t.start(fmt.Sprintf("%s-%d", t.server, t.n)); err != nil {
 		return err
 	}
-	defer t.srv.stop()
+	defer t.srv.Stop()
 	if err := t.srv.waitReady(30 * time.Second); err != nil {
 		return err
 	}
 	if err := probe(t.srv.client, t.key+"-probe", 5*time.Second); err != nil {
-		return fmt.Errorf("%w; log: %s", err, t.srv.logTail())
+		return fmt.Errorf("%w; log: %s", err, t.srv.LogTail())
 	}
-	before, msErr := t.srv.gcMemStats()
-	if t.r.RSSBeforeKB, _, err = settleRSS(t.srv.pid(), 500*time.Millisecond, 10*time.Second); err != nil {
+	before, msErr := procstat.GCMemStats(httpClient, t.srv.admin)
+	if t.r.RSSBeforeKB, _, err = procstat.SettleRSS(t.srv.Pid(), 500*time.Millisecond, 10*time.Second); err != nil {
 		return err
 	}
 	st, err := t.srv.stats()
@@ -149,24 +151,24 @@ func (t *trial) connect(ipBase int) error {
 // idle measures memory and CPU with every client connected and silent:
 // force a GC so that garbage from the handshakes does not count, then wait
 // for RSS to stop moving.
-func (t *trial) idle(before memStats, msErr error) error {
+func (t *trial) idle(before procstat.MemStats, msErr error) error {
 	r := t.r
-	after, err := t.srv.gcMemStats()
+	after, err := procstat.GCMemStats(httpClient, t.srv.admin)
 	if msErr = errors.Join(msErr, err); msErr != nil {
 		r.MemStatsError = msErr.Error()
 	} else {
 		r.HeapPerConn = float64(after.HeapInuse-before.HeapInuse) / float64(r.Connected)
 		r.StackPerConn = float64(after.StackInuse-before.StackInuse) / float64(r.Connected)
 	}
-	cpu0, err := cpuSeconds(t.srv.pid())
+	cpu0, err := procstat.CPUSeconds(t.srv.Pid())
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	if r.RSSAfterKB, r.RSSSettled, err = settleRSS(t.srv.pid(), 500*time.Millisecond, 20*time.Second); err != nil {
+	if r.RSSAfterKB, r.RSSSettled, err = procstat.SettleRSS(t.srv.Pid(), 500*time.Millisecond, 20*time.Second); err != nil {
 		return err
 	}
-	cpu1, err := cpuSeconds(t.srv.pid())
+	cpu1, err := procstat.CPUSeconds(t.srv.Pid())
 	if err != nil {
 		return err
 	}
@@ -192,7 +194,7 @@ func (t *trial) broadcastAll() (int64, error) {
 			return 0, fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	cpu0, err := cpuSeconds(t.srv.pid())
+	cpu0, err := procstat.CPUSeconds(t.srv.Pid())
 	if err != nil {
 		return 0, err
 	}
@@ -210,7 +212,7 @@ func (t *trial) broadcastAll() (int64, error) {
 		r.Deliveries += b.Received
 		last = b.Seq
 	}
-	cpu1, err := cpuSeconds(t.srv.pid())
+	cpu1, err := procstat.CPUSeconds(t.srv.Pid())
 	if err != nil {
 		return 0, err
 	}
@@ -250,7 +252,7 @@ func (t *trial) broadcast() (Broadcast, error) {
 // and any that did not show up as lost in the summary.
 func (t *trial) runBurst() (int64, error) {
 	r := t.r
-	cpu0, err := cpuSeconds(t.srv.pid())
+	cpu0, err := procstat.CPUSeconds(t.srv.Pid())
 	if err != nil {
 		return 0, err
 	}
@@ -266,7 +268,7 @@ func (t *trial) runBurst() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	cpu1, err := cpuSeconds(t.srv.pid())
+	cpu1, err := procstat.CPUSeconds(t.srv.Pid())
 	if err != nil {
 		return 0, err
 	}
@@ -340,7 +342,7 @@ func (t *trial) continuity(last int64) error {
 func (t *trial) shutdown() error {
 	r := t.r
 	start := time.Now()
-	t.srv.stop()
+	t.srv.Stop()
 	r.ShutdownS = time.Since(start).Seconds()
 	closes := map[string]int{}
 	for _, g := range t.gens {
@@ -370,7 +372,7 @@ func (t *trial) shutdown() error {
 func sumCPU(gens []*loadgen) (float64, error) {
 	var s float64
 	for _, g := range gens {
-		c, err := cpuSeconds(g.pid())
+		c, err := procstat.CPUSeconds(g.pid())
 		if err != nil {
 			return 0, err
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pushgateway/push_gateway/bench/internal/procstat"
 	"github.com/pushgateway/push_gateway/bench/internal/rlimit"
 )
 
@@ -126,7 +127,7 @@ func runTransport(bin, dir, transport string, sourceOffset int, o options) (Tran
 	if err != nil {
 		return TransportResult{}, err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 	if srv.tls != "" {
 		if err := srv.waitTLS(30 * time.Second); err != nil {
 			return TransportResult{}, err
@@ -154,7 +155,7 @@ func measureTransport(srv *server, f *fleet, o options) TransportResult {
 // snapshot is caddy's memory and goroutines after a forced GC.
 type snapshot struct {
 	rssKB      int64
-	mem        memStats
+	mem        procstat.MemStats
 	goroutines int
 }
 
@@ -164,11 +165,11 @@ func (s *server) snapshot() (snapshot, error) {
 	// Two collections: objects with finalizers (closed sockets) are freed
 	// by the second.
 	for range 2 {
-		if snap.mem, err = s.gcMemStats(); err != nil {
+		if snap.mem, err = procstat.GCMemStats(httpClient, s.admin); err != nil {
 			return snap, err
 		}
 	}
-	if snap.rssKB, err = settleRSS(s.pid(), 5*time.Second); err != nil {
+	if snap.rssKB, _, err = procstat.SettleRSS(s.Pid(), 150*time.Millisecond, 5*time.Second); err != nil {
 		return snap, err
 	}
 	st, err := s.stats()
@@ -234,7 +235,7 @@ func delivery(srv *server, f *fleet, o options, r *TransportResult) error {
 		}
 		if i == o.warmup+1 {
 			var err error
-			if cpu0, err = cpuSeconds(srv.pid()); err != nil {
+			if cpu0, err = procstat.CPUSeconds(srv.Pid()); err != nil {
 				return err
 			}
 		}
@@ -252,7 +253,7 @@ func delivery(srv *server, f *fleet, o options, r *TransportResult) error {
 			return err
 		}
 	}
-	cpu1, err := cpuSeconds(srv.pid())
+	cpu1, err := procstat.CPUSeconds(srv.Pid())
 	if err != nil {
 		return err
 	}

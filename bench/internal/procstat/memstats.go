@@ -1,4 +1,4 @@
-package main
+package procstat
 
 import (
 	"bufio"
@@ -9,35 +9,38 @@ import (
 	"strings"
 )
 
-// memStats is the part of runtime.MemStats the runner reports.
-type memStats struct {
+// MemStats is the part of runtime.MemStats the benchmarks report.
+type MemStats struct {
 	HeapInuse  int64 `json:"heap_inuse"`
 	StackInuse int64 `json:"stack_inuse"`
 }
 
-// gcMemStats forces a garbage collection in the server and reads its memory
-// statistics, through the pprof heap page that Caddy's admin endpoint (and
-// the baseline's) serves: with gc=1 it runs runtime.GC first, with debug=1 it
-// ends with runtime.MemStats as "# Name = value" lines.
-func (s *server) gcMemStats() (memStats, error) {
-	var m memStats
-	resp, err := httpClient.Get("http://" + s.admin + "/debug/pprof/heap?gc=1&debug=1")
+// GCMemStats forces a garbage collection in the server whose admin endpoint
+// is at admin (host:port) and reads its memory statistics, through the pprof
+// heap page that Caddy's admin endpoint (and the baseline's) serves: with
+// gc=1 it runs runtime.GC first, so garbage does not count, and with debug=1
+// it ends with runtime.MemStats as "# Name = value" lines. The server's own
+// figures are read because RSS alone cannot tell Go's heap and stacks from
+// what the allocator has not returned.
+func GCMemStats(c *http.Client, admin string) (MemStats, error) {
+	resp, err := c.Get("http://" + admin + "/debug/pprof/heap?gc=1&debug=1")
 	if err != nil {
-		return m, fmt.Errorf("reading memory statistics: %w", err)
+		return MemStats{}, fmt.Errorf("reading memory statistics: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return m, fmt.Errorf("reading memory statistics: %s", resp.Status)
+		return MemStats{}, fmt.Errorf("reading memory statistics: %s", resp.Status)
 	}
 	return parseMemStats(io.LimitReader(resp.Body, 64<<20))
 }
 
 // parseMemStats reads the "# HeapInuse = N" and "# Stack = inuse / sys"
 // lines of a debug=1 heap profile.
-func parseMemStats(r io.Reader) (memStats, error) {
-	var m memStats
+func parseMemStats(r io.Reader) (MemStats, error) {
+	var m MemStats
 	var found int
 	sc := bufio.NewScanner(r)
+	// Stack lines of the profile's records can be long.
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line, ok := strings.CutPrefix(sc.Text(), "# ")

@@ -1,4 +1,4 @@
-package main
+package procstat
 
 import (
 	"bytes"
@@ -14,20 +14,22 @@ import (
 // is 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
-// ErrNoField is returned when /proc does not have the expected field.
-var ErrNoField = errors.New("field not found in /proc")
+// ErrNoField is returned when /proc or a heap profile does not have the
+// expected field.
+var ErrNoField = errors.New("field not found")
 
-// rssKB reads VmRSS of pid, in KiB.
-func rssKB(pid int) (int64, error) {
+// RSSKB reads VmRSS of pid, in KiB.
+func RSSKB(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, fmt.Errorf("reading status: %w", err)
 	}
-	return statusField(b, "VmRSS:")
+	return StatusField(b, "VmRSS:")
 }
 
-// statusField parses a "Name:   123 kB" line of a /proc status-like file.
-func statusField(b []byte, name string) (int64, error) {
+// StatusField parses a "Name:   123 kB" line of a /proc status-like file
+// (/proc/<pid>/status, /proc/meminfo).
+func StatusField(b []byte, name string) (int64, error) {
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		if rest, ok := bytes.CutPrefix(line, []byte(name)); ok {
 			f := strings.Fields(string(rest))
@@ -40,8 +42,8 @@ func statusField(b []byte, name string) (int64, error) {
 	return 0, fmt.Errorf("%w: %s", ErrNoField, name)
 }
 
-// cpuSeconds reads utime+stime of pid.
-func cpuSeconds(pid int) (float64, error) {
+// CPUSeconds reads utime+stime of pid.
+func CPUSeconds(pid int) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, fmt.Errorf("reading stat: %w", err)
@@ -70,14 +72,16 @@ func statCPU(b []byte) (float64, error) {
 	return float64(u+s) / clockTicks, nil
 }
 
-// settleRSS samples pid's RSS every interval until the last four samples lie
-// within 1% (or 512 KiB) of each other, or limit is up. It answers the last
-// sample and whether it settled.
-func settleRSS(pid int, interval, limit time.Duration) (int64, bool, error) {
+// SettleRSS samples pid's RSS every interval until the last four samples
+// lie within 1% (or 512 KiB) of each other, or limit is up. It answers the
+// last sample and whether it settled. The bound is relative, with a floor,
+// so that one rule serves a server of a few MiB and one holding tens of
+// thousands of connections.
+func SettleRSS(pid int, interval, limit time.Duration) (int64, bool, error) {
 	var window []int64
 	deadline := time.Now().Add(limit)
 	for {
-		v, err := rssKB(pid)
+		v, err := RSSKB(pid)
 		if err != nil {
 			return 0, false, err
 		}
