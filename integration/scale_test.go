@@ -133,6 +133,11 @@ func TestScaleIdleGoroutines(t *testing.T) {
 // readSeqs reads messages of key from c until it has seen seq to, checking
 // each is the next seq; it returns the first error.
 func readSeqs(c *Client, key string, from, to uint64, timeout time.Duration) error {
+	return readSeqsData(c, key, from, to, timeout, func(seq uint64) string { return fmt.Sprint(seq) })
+}
+
+// readSeqsData is readSeqs with the data each seq must carry.
+func readSeqsData(c *Client, key string, from, to uint64, timeout time.Duration, data func(seq uint64) string) error {
 	for want := from; want <= to; want++ {
 		m, err := c.NextMsg(timeout)
 		if err != nil {
@@ -141,55 +146,83 @@ func readSeqs(c *Client, key string, from, to uint64, timeout time.Duration) err
 		if m.Type != "message" || m.SDKKey != key || m.Seq != want {
 			return fmt.Errorf("want message seq %d, got %s", want, truncate(m.Raw, 200))
 		}
-		if string(m.Data) != fmt.Sprint(want) {
+		if string(m.Data) != data(want) {
 			return fmt.Errorf("seq %d carries data %s", want, truncate(m.Data, 100))
 		}
 	}
 	return nil
 }
 
-// TestScaleFanOut: one key, 500 followers, 50 messages: each follower gets
-// each message once, in order.
+// TestScaleFanOut: one key, hundreds of followers, 50 messages: each
+// follower gets each message once, in order. Over TLS the messages are
+// larger, so writes meet a full socket and go through the TLS send-room
+// sizing and the wheel's retries.
 func TestScaleFanOut(t *testing.T) {
 	skipShort(t)
-	const followers, messages = 500, 50
-	n := startCaddy(t, caddyfile(nil, nil))
-	key := testKey(t, "k")
-	clients := dialMany(t, followers, func(int) string { return n.WSURL(route + "?sdk_key=" + key) }, DialOpts{}, true)
-	before := n.Stats(t)
-
-	errs := make(chan error, followers)
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := readSeqs(c, key, 1, messages, 30*time.Second); err != nil {
-				errs <- fmt.Errorf("follower %d: %w", i, err)
+	tests := []struct {
+		name      string
+		tls       bool
+		followers int
+		pad       int // bytes of padding per message
+	}{
+		{name: "ws", followers: 500},
+		{name: "wss", tls: true, followers: 300, pad: 8 << 10},
+	}
+	const messages = 50
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var n *Node
+			wsURL := func(pq string) string { return n.WSURL(pq) }
+			if tc.tls {
+				n = startTLSNode(t)
+				wsURL = func(pq string) string { return n.WSSURL(pq) }
+			} else {
+				n = startCaddy(t, caddyfile(nil, nil))
 			}
-		}()
-	}
-	for i := 1; i <= messages; i++ {
-		p := n.PublishOK(t, key, "", fmt.Sprint(i))
-		if p.Seq != uint64(i) || p.LocalReceivers != followers {
-			t.Errorf("publish %d: seq %d, local_receivers %d, want %d", i, p.Seq, p.LocalReceivers, followers)
-		}
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	// Nothing after the last one.
-	for _, c := range clients[:20] {
-		c.ExpectQuiet(t, 50*time.Millisecond)
-	}
-	after := n.Stats(t)
-	if d := after.Delivered - before.Delivered; d < followers*messages {
-		t.Errorf("stats delivered grew by %d, want at least %d", d, followers*messages)
-	}
-	if after.SlowConsumerCloses != before.SlowConsumerCloses {
-		t.Errorf("slow consumer closes grew from %d to %d", before.SlowConsumerCloses, after.SlowConsumerCloses)
+			key := testKey(t, "k")
+			data := func(seq uint64) string {
+				if tc.pad == 0 {
+					return fmt.Sprint(seq)
+				}
+				return fmt.Sprintf(`{"i":%d,"pad":"%s"}`, seq, strings.Repeat("x", tc.pad))
+			}
+			clients := dialMany(t, tc.followers, func(int) string { return wsURL(route + "?sdk_key=" + key) }, DialOpts{}, true)
+			before := n.Stats(t)
+
+			errs := make(chan error, tc.followers)
+			var wg sync.WaitGroup
+			for i, c := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := readSeqsData(c, key, 1, messages, 30*time.Second, data); err != nil {
+						errs <- fmt.Errorf("follower %d: %w", i, err)
+					}
+				}()
+			}
+			for i := uint64(1); i <= messages; i++ {
+				p := n.PublishOK(t, key, "", data(i))
+				if p.Seq != i || p.LocalReceivers != tc.followers {
+					t.Errorf("publish %d: seq %d, local_receivers %d, want %d", i, p.Seq, p.LocalReceivers, tc.followers)
+				}
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			// Nothing after the last one.
+			for _, c := range clients[:20] {
+				c.ExpectQuiet(t, 50*time.Millisecond)
+			}
+			after := n.Stats(t)
+			if d := after.Delivered - before.Delivered; d < uint64(tc.followers*messages) {
+				t.Errorf("stats delivered grew by %d, want at least %d", d, tc.followers*messages)
+			}
+			if after.SlowConsumerCloses != before.SlowConsumerCloses {
+				t.Errorf("slow consumer closes grew from %d to %d", before.SlowConsumerCloses, after.SlowConsumerCloses)
+			}
+		})
 	}
 }
 
