@@ -179,7 +179,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request, route *Route)
 	switch {
 	case r.URL.Query().Has("EIO"):
 		// An Engine.IO client: never mistake it for a native one.
-		return writeError(w, http.StatusNotImplemented, "the socketio transport is not available in this build")
+		return e.serveEngineIO(w, r, route)
 	case isWebSocket(r):
 		if !set.enabled(TransportWebSocket) {
 			return writeError(w, http.StatusBadRequest, "the websocket transport is not enabled on this route")

@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"github.com/gobwas/ws"
+
+	"github.com/pushgateway/push_gateway/protocol"
 )
 
 // Frame-level protocol violations; each closes the connection with 1002.
@@ -77,4 +79,102 @@ func parseFrameHeader(b []byte) (h frameHeader, n int, err error) {
 	h.length = length
 	copy(h.mask[:], b[n-4:n])
 	return h, n, nil
+}
+
+// frameSink is a session as wsReader sees it: where whole messages, pings
+// and close frames go, and how a protocol violation ends the connection.
+type frameSink interface {
+	isEnded() bool
+	// violation closes the connection for the client's fault: code is the
+	// close code, errCode a short reason, msg what went wrong.
+	violation(code uint16, errCode, msg string)
+	onPing(payload []byte)
+	// onClientClose answers a valid close frame from the client.
+	onClientClose(code ws.StatusCode)
+	onMessage(op ws.OpCode, msg []byte)
+}
+
+// wsReader turns the bytes of a netpoll read into whole client messages:
+// every WebSocket session (native, Socket.IO) reads through one, so frame
+// rules, reassembly and the size limit are the same for all of them. It is
+// touched only by OnRead.
+type wsReader struct {
+	frag     []byte
+	fragOp   ws.OpCode
+	fragging bool
+}
+
+// read decodes every whole frame in data and returns how many bytes it
+// consumed (all of them once the sink has ended). A message longer than
+// limit bytes closes with 1009.
+func (r *wsReader) read(data []byte, limit int64, sink frameSink) int {
+	off := 0
+	for !sink.isEnded() {
+		h, hn, err := parseFrameHeader(data[off:])
+		if err != nil {
+			sink.violation(protocol.CloseProtocolError, "protocol_error", err.Error())
+			return len(data)
+		}
+		if hn == 0 {
+			break
+		}
+		if h.length > limit || (r.fragging && int64(len(r.frag))+h.length > limit) {
+			sink.violation(protocol.CloseTooLarge, "too_large", "message larger than max_message_size")
+			return len(data)
+		}
+		end := off + hn + int(h.length)
+		if end > len(data) {
+			break // the rest of the frame has not arrived yet
+		}
+		payload := data[off+hn : end]
+		ws.Cipher(payload, h.mask, 0)
+		off = end
+		r.onFrame(h, payload, sink)
+	}
+	if sink.isEnded() {
+		return len(data)
+	}
+	return off
+}
+
+// onFrame handles one whole, unmasked frame.
+func (r *wsReader) onFrame(h frameHeader, payload []byte, sink frameSink) {
+	switch h.op {
+	case ws.OpPing:
+		sink.onPing(payload)
+	case ws.OpPong:
+	case ws.OpClose:
+		code := ws.StatusNormalClosure
+		if len(payload) > 0 {
+			var reason string
+			code, reason = ws.ParseCloseFrameData(payload)
+			if err := ws.CheckCloseFrameData(code, reason); err != nil {
+				sink.violation(protocol.CloseProtocolError, "protocol_error", "invalid close frame: "+err.Error())
+				return
+			}
+		}
+		sink.onClientClose(code)
+	case ws.OpContinuation:
+		if !r.fragging {
+			sink.violation(protocol.CloseProtocolError, "protocol_error", "continuation frame without a message to continue")
+			return
+		}
+		r.frag = append(r.frag, payload...)
+		if h.fin {
+			msg, op := r.frag, r.fragOp
+			r.frag, r.fragging = nil, false
+			sink.onMessage(op, msg)
+		}
+	default: // text or binary
+		if r.fragging {
+			sink.violation(protocol.CloseProtocolError, "protocol_error", "new message before the fragmented one ended")
+			return
+		}
+		if !h.fin {
+			r.fragging, r.fragOp = true, h.op
+			r.frag = append(make([]byte, 0, 2*len(payload)), payload...)
+			return
+		}
+		sink.onMessage(h.op, payload)
+	}
 }

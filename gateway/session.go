@@ -27,10 +27,7 @@ type wsSession struct {
 	lastPing atomic.Int64 // unix nanos of the last heartbeat sent
 	ended    atomic.Bool  // a close was decided; later ones are ignored
 
-	// Fragmented-message state, touched only by OnRead.
-	frag     []byte
-	fragOp   ws.OpCode
-	fragging bool
+	rd wsReader // frame decoding, touched only by OnRead
 }
 
 var (
@@ -97,80 +94,19 @@ func (s *wsSession) fail(code uint16, errCode, msg string, dropQueued bool) {
 // OnRead decodes every whole frame in data and keeps the rest for later.
 func (s *wsSession) OnRead(c *netpoll.Conn, data []byte) int {
 	s.lastRead.Store(time.Now().UnixNano())
-	set := s.route.get()
-	off := 0
-	for !s.ended.Load() {
-		h, hn, err := parseFrameHeader(data[off:])
-		if err != nil {
-			s.fail(protocol.CloseProtocolError, "protocol_error", err.Error(), false)
-			return len(data)
-		}
-		if hn == 0 {
-			break
-		}
-		if h.length > set.MaxMessageSize || (s.fragging && int64(len(s.frag))+h.length > set.MaxMessageSize) {
-			s.fail(protocol.CloseTooLarge, "too_large", "message larger than max_message_size", false)
-			return len(data)
-		}
-		end := off + hn + int(h.length)
-		if end > len(data) {
-			break // the rest of the frame has not arrived yet
-		}
-		payload := data[off+hn : end]
-		ws.Cipher(payload, h.mask, 0)
-		off = end
-		s.onFrame(h, payload, set)
-	}
-	if s.ended.Load() {
-		return len(data)
-	}
-	return off
+	return s.rd.read(data, s.route.get().MaxMessageSize, s)
 }
 
-// onFrame handles one whole, unmasked frame.
-func (s *wsSession) onFrame(h frameHeader, payload []byte, set *RouteSettings) {
-	switch h.op {
-	case ws.OpPing:
-		s.reply(protocol.PongFrame(payload), set)
-	case ws.OpPong:
-	case ws.OpClose:
-		s.onClose(payload)
-	case ws.OpContinuation:
-		if !s.fragging {
-			s.fail(protocol.CloseProtocolError, "protocol_error", "continuation frame without a message to continue", false)
-			return
-		}
-		s.frag = append(s.frag, payload...)
-		if h.fin {
-			msg, op := s.frag, s.fragOp
-			s.frag, s.fragging = nil, false
-			s.onMessage(op, msg, set)
-		}
-	default: // text or binary
-		if s.fragging {
-			s.fail(protocol.CloseProtocolError, "protocol_error", "new message before the fragmented one ended", false)
-			return
-		}
-		if !h.fin {
-			s.fragging, s.fragOp = true, h.op
-			s.frag = append(make([]byte, 0, 2*len(payload)), payload...)
-			return
-		}
-		s.onMessage(h.op, payload, set)
-	}
-}
+// The frameSink side of the session, for its wsReader.
 
-// onClose answers the client's close frame with the same code.
-func (s *wsSession) onClose(payload []byte) {
-	code := ws.StatusNormalClosure
-	if len(payload) > 0 {
-		var reason string
-		code, reason = ws.ParseCloseFrameData(payload)
-		if err := ws.CheckCloseFrameData(code, reason); err != nil {
-			s.fail(protocol.CloseProtocolError, "protocol_error", "invalid close frame: "+err.Error(), false)
-			return
-		}
-	}
+func (s *wsSession) isEnded() bool { return s.ended.Load() }
+
+func (s *wsSession) violation(code uint16, errCode, msg string) { s.fail(code, errCode, msg, false) }
+
+func (s *wsSession) onPing(payload []byte) { s.reply(protocol.PongFrame(payload), s.route.get()) }
+
+// onClientClose answers the client's close frame with the same code.
+func (s *wsSession) onClientClose(code ws.StatusCode) {
 	if s.ended.Swap(true) {
 		return
 	}
@@ -178,7 +114,7 @@ func (s *wsSession) onClose(payload []byte) {
 }
 
 // onMessage handles one whole client message.
-func (s *wsSession) onMessage(op ws.OpCode, msg []byte, set *RouteSettings) {
+func (s *wsSession) onMessage(op ws.OpCode, msg []byte) {
 	if op != ws.OpText {
 		s.fail(protocol.CloseMalformed, "bad_request", "only text frames holding JSON are accepted", false)
 		return
@@ -198,7 +134,7 @@ func (s *wsSession) onMessage(op ws.OpCode, msg []byte, set *RouteSettings) {
 	case protocol.TypeUnregister:
 		s.sub.Unfollow(m.SDKKey)
 	case protocol.TypePing:
-		s.reply(pongMessage, set)
+		s.reply(pongMessage, s.route.get())
 	case protocol.TypeAck:
 		s.sub.Ack(m.SDKKey, m.Seq)
 	}
