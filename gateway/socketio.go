@@ -27,7 +27,9 @@ import (
 // connection may join several namespaces; each joined namespace is one hub
 // follower with its own Subscription, so a delivery knows its namespace
 // without a lookup and counts in local_receivers like any other follower.
-// The HTTP long-polling transport is not served yet: it is refused with 501.
+// The HTTP long-polling transport, and its upgrade to WebSocket, is in
+// socketio_polling.go: a polling session is the same sioSession, writing to
+// a queue drained by GETs instead of a netpoll.Conn.
 
 const (
 	// sioPingTimeout is Engine.IO's pingTimeout (socket.io's default), cut
@@ -162,12 +164,9 @@ func (e *Engine) serveEngineIO(w http.ResponseWriter, r *http.Request, route *Ro
 		return writeError(w, http.StatusBadRequest, fmt.Sprintf(
 			"unsupported Engine.IO protocol EIO=%s: this gateway speaks EIO=4 (socket.io v3 and v4 clients)", q.Get("EIO")))
 	case q.Get("transport") == "polling":
-		return writeError(w, http.StatusNotImplemented,
-			`polling transport not available yet: connect with transports: ["websocket"]`)
+		return e.serveSIOPolling(w, r, route, q.Get("sid"))
 	case q.Get("transport") != "websocket":
 		return writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown Engine.IO transport %q", q.Get("transport")))
-	case q.Has("sid"):
-		return writeError(w, http.StatusBadRequest, "unknown sid: there is no polling session to upgrade")
 	case !isWebSocket(r):
 		return writeError(w, http.StatusBadRequest, "transport=websocket needs a WebSocket upgrade request")
 	case r.ProtoMajor != 1:
@@ -177,6 +176,12 @@ func (e *Engine) serveEngineIO(w http.ResponseWriter, r *http.Request, route *Ro
 		return writeError(w, http.StatusMethodNotAllowed, "a WebSocket upgrade must be a GET")
 	case e.closing.Load():
 		return writeError(w, http.StatusServiceUnavailable, "gateway shutting down")
+	}
+	var up *sioSession // the polling session this WebSocket upgrades
+	if q.Has("sid") {
+		if up = sioLookup(e, q.Get("sid")); up == nil {
+			return writeError(w, http.StatusBadRequest, "unknown sid: there is no polling session to upgrade")
+		}
 	}
 	u := ws.HTTPUpgrader{Timeout: upgradeTimeout}
 	nc, rw, _, err := u.Upgrade(r, w)
@@ -190,6 +195,9 @@ func (e *Engine) serveEngineIO(w http.ResponseWriter, r *http.Request, route *Ro
 	if rw != nil && rw.Reader.Buffered() > 0 {
 		b, _ := rw.Reader.Peek(rw.Reader.Buffered())
 		buffered = append([]byte(nil), b...)
+	}
+	if up != nil {
+		return up.pl.attachProbe(up, nc, buffered)
 	}
 	s := &sioSession{e: e, route: route}
 	c, err := e.poller.Add(nc, s)
@@ -235,8 +243,17 @@ type sioSession struct {
 	lastPing atomic.Int64 // unix nanos of the last Engine.IO ping sent
 	ended    atomic.Bool  // a close was decided; later ones are ignored
 
-	rd  wsReader        // touched only by OnRead
-	nss []*sioNamespace // joined namespaces; touched by OnRead, then OnClose
+	// pl is the session's polling state, set at creation for sessions opened
+	// by the polling transport and nil for those opened over WebSocket;
+	// polling is true until the session upgrades to WebSocket, and conn is
+	// set (under pl.mu) just before polling becomes false.
+	pl      *sioPoll
+	polling atomic.Bool
+
+	rd wsReader // touched only by OnRead
+	// nss are the joined namespaces; touched by OnRead, then OnClose (or,
+	// while polling, under pl.hmu).
+	nss []*sioNamespace
 }
 
 // sioNamespace is one namespace a connection joined (or sent events to
@@ -264,7 +281,34 @@ var (
 
 // Deliver queues a published message as an event of the namespace.
 func (n *sioNamespace) Deliver(m *hub.Message) bool {
-	return n.s.conn.Enqueue(n.frame(m), n.s.e.queueLimit(n.s.route.get()))
+	return n.s.enqueue(n.frame(m))
+}
+
+// enqueue queues one Engine.IO packet as a WebSocket text frame, on the
+// connection or, while polling, in the queue the next GET takes; false when
+// the queue is full.
+func (s *sioSession) enqueue(frame []byte) bool {
+	if s.polling.Load() {
+		return s.pl.enqueue(s, frame)
+	}
+	return s.conn.Enqueue(frame, s.e.queueLimit(s.route.get()))
+}
+
+// closeWith ends the session's transport with frame (a close frame) last.
+func (s *sioSession) closeWith(frame []byte, dropQueued bool) {
+	if s.polling.Load() {
+		s.pl.close(s, frame, dropQueued)
+		return
+	}
+	s.conn.CloseWith(frame, dropQueued)
+}
+
+// remoteAddr is the client's address, for the log.
+func (s *sioSession) remoteAddr() string {
+	if s.polling.Load() {
+		return s.pl.remote
+	}
+	return s.conn.RemoteAddr().String()
 }
 
 // frame returns m's frame in n's namespace, encoded once per message where
@@ -305,7 +349,7 @@ func (n *sioNamespace) Notify(hub.Notice) bool {
 	default:
 		frame = sioEmitFrame(n.name, hub.DefaultEvent, sioEmptyUpdate)
 	}
-	return n.s.conn.Enqueue(frame, n.s.e.queueLimit(n.s.route.get()))
+	return n.s.enqueue(frame)
 }
 
 // Close is the hub telling a namespace's follower to end: the connection
@@ -328,7 +372,7 @@ func (s *sioSession) goAway() {
 	if s.ended.Swap(true) {
 		return
 	}
-	s.conn.CloseWith(protocol.CloseFrame(protocol.CloseGoingAway, "gateway shutting down"), false)
+	s.closeWith(protocol.CloseFrame(protocol.CloseGoingAway, "gateway shutting down"), false)
 }
 
 // fail closes the connection with code. Engine.IO has no error message of
@@ -337,17 +381,17 @@ func (s *sioSession) fail(code uint16, reason, msg string, dropQueued bool) {
 	if s.ended.Swap(true) {
 		return
 	}
-	s.conn.CloseWith(protocol.CloseFrame(code, reason), dropQueued)
+	s.closeWith(protocol.CloseFrame(code, reason), dropQueued)
 	if ce := s.e.logger.Check(zap.DebugLevel, "closing socket.io connection"); ce != nil {
 		ce.Write(zap.Uint16("code", code), zap.String("reason", reason), zap.String("detail", msg),
-			zap.Stringer("remote", s.conn.RemoteAddr()))
+			zap.String("remote", s.remoteAddr()))
 	}
 }
 
 // send queues a control answer under the same bound as messages: a client
 // that never reads its answers is a slow consumer.
 func (s *sioSession) send(frame []byte) {
-	if !s.conn.Enqueue(frame, s.e.queueLimit(s.route.get())) && !s.ended.Load() {
+	if !s.enqueue(frame) && !s.ended.Load() {
 		s.e.slowCloses.Add(1)
 		s.fail(protocol.CloseOverLimit, "slow_consumer", "the connection did not read its answers", true)
 	}
@@ -362,6 +406,9 @@ func (s *sioSession) sendPacket(p socketio.Packet) {
 // OnRead decodes every whole frame in data and keeps the rest for later.
 func (s *sioSession) OnRead(c *netpoll.Conn, data []byte) int {
 	s.lastRead.Store(time.Now().UnixNano())
+	if s.polling.Load() { // c is a WebSocket probing to take the session over
+		return s.rd.read(data, s.route.get().MaxMessageSize, &sioProbe{s: s, c: c})
+	}
 	return s.rd.read(data, s.route.get().MaxMessageSize, s)
 }
 
@@ -375,7 +422,7 @@ func (s *sioSession) onClientClose(code ws.StatusCode) {
 	if s.ended.Swap(true) {
 		return
 	}
-	s.conn.CloseWith(protocol.CloseFrame(uint16(code), ""), false)
+	s.closeWith(protocol.CloseFrame(uint16(code), ""), false)
 }
 
 // Engine.IO packets answered with constant frames.
@@ -543,6 +590,16 @@ func (s *sioSession) leave(name string) {
 // OnTimer sends Engine.IO pings every heartbeat and closes a connection
 // that has not answered one within pingTimeout, on the poller's one wheel.
 func (s *sioSession) OnTimer(c *netpoll.Conn, now time.Time) time.Duration {
+	if s.polling.Load() { // c is a probe: closed if it did not upgrade in time
+		return s.pl.probeTimer(s, c, now)
+	}
+	return s.tick(now)
+}
+
+// tick is the heartbeat of either transport: OnTimer runs it over
+// WebSocket, the polling sweeper while polling. It returns when it wants to
+// run next.
+func (s *sioSession) tick(now time.Time) time.Duration {
 	set := s.route.get()
 	timeout := sioTimeout(set)
 	lastPing := time.Unix(0, s.lastPing.Load())
@@ -569,6 +626,14 @@ func (s *sioSession) routeOf() *Route { return s.route }
 
 // OnClose releases the session's followers.
 func (s *sioSession) OnClose(c *netpoll.Conn) {
+	if s.pl != nil && s.pl.detachProbe(s, c) {
+		return // a probe that never took over: the session goes on polling
+	}
+	s.release()
+}
+
+// release ends the session's followers, once its transport has ended.
+func (s *sioSession) release() {
 	for _, n := range s.nss {
 		n.end()
 	}

@@ -285,7 +285,7 @@ func TestSocketIOHandshakeErrors(t *testing.T) {
 		{"path not listed", RouteSettings{Transports: []string{TransportSocketIO}}, "/elsewhere/?EIO=4&transport=websocket", true, 400, "no Engine.IO endpoint"},
 		{"custom path only", RouteSettings{Transports: []string{TransportSocketIO}, SocketIOPaths: []string{"/x/"}}, "/realtime?EIO=4&transport=websocket", true, 400, "no Engine.IO endpoint"},
 		{"EIO 3", RouteSettings{Transports: []string{TransportSocketIO}}, "/socket.io/?EIO=3&transport=websocket", true, 400, "EIO=4"},
-		{"polling", RouteSettings{Transports: []string{TransportSocketIO}}, "/socket.io/?EIO=4&transport=polling", false, 501, "polling transport not available yet"},
+		{"polling unknown sid", RouteSettings{Transports: []string{TransportSocketIO}}, "/socket.io/?EIO=4&transport=polling&sid=abc", false, 400, "unknown sid"},
 		{"websocket without upgrade", RouteSettings{Transports: []string{TransportSocketIO}}, "/socket.io/?EIO=4&transport=websocket", false, 400, "needs a WebSocket upgrade"},
 		{"unknown transport", RouteSettings{Transports: []string{TransportSocketIO}}, "/socket.io/?EIO=4&transport=carrier", false, 400, "unknown Engine.IO transport"},
 		{"upgrade from polling", RouteSettings{Transports: []string{TransportSocketIO}}, "/socket.io/?EIO=4&transport=websocket&sid=abc", true, 400, "unknown sid"},

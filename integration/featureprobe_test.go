@@ -28,8 +28,6 @@ import (
 // PG_FP_REFERENCE=1 runs the same tests against the reference socket.io
 // 4.8.4 server (integration/sdk/reference_server.mjs) instead of Caddy: it
 // tells a script or backend mistake apart from a gateway one.
-// PG_SOCKETIO_POLLING=1 adds socket.io-client's default transports (HTTP
-// long-polling, then the upgrade to WebSocket).
 
 const (
 	fpToggle     = "pg_toggle"
@@ -385,9 +383,6 @@ func TestSocketIOClient(t *testing.T) {
 	site := startFPSite(t, node, b)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.transports == "" && os.Getenv("PG_SOCKETIO_POLLING") != "1" {
-				t.Skip("the polling transport is not served yet: set PG_SOCKETIO_POLLING=1 to run it")
-			}
 			key := testKey(t, "k")
 			slash := "1"
 			if tc.noSlash {

@@ -74,7 +74,14 @@ func TestSocketIOGoClient(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			key := testKey(t, "k")
-			base := n.Stats(t).Connections.SocketIO
+			// The previous case's connection closes asynchronously: count
+			// from zero once it is gone.
+			for deadline := time.Now().Add(msgTimeout); n.Stats(t).Connections.SocketIO != 0; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the previous case's socket.io connection is still open")
+				}
+			}
+			const base = 0
 			c := sioDial(t, n, tc.path)
 			nsp := tc.ns + ","
 			if tc.ns == "/" {
