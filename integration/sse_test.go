@@ -485,10 +485,14 @@ func TestSSEIdleScale(t *testing.T) {
 
 			tc.open(t, n, key)
 			var last Stats
+			// Wait for every stream and for the goroutines to settle: a
+			// stream is counted as soon as it is hijacked, while the HTTP
+			// server's goroutine that served its request is still returning.
 			eventually(t, 60*time.Second, func() (bool, string) {
 				last = n.Stats(t)
-				return tc.count(last) >= tc.count(base)+count,
-					fmt.Sprintf("%d connections, base %d", tc.count(last), tc.count(base))
+				return tc.count(last) >= tc.count(base)+count && last.Goroutines-base.Goroutines < tc.maxGoroutines,
+					fmt.Sprintf("%d connections, base %d; goroutines %d, base %d",
+						tc.count(last), tc.count(base), last.Goroutines, base.Goroutines)
 			})
 			rss := vmRSS(t, pid)
 			grew := last.Goroutines - base.Goroutines
