@@ -56,16 +56,7 @@ func (s *wsSession) Notify(n hub.Notice) bool {
 }
 
 // Close is the hub telling the session to end.
-func (s *wsSession) Close(r hub.Reason) {
-	switch r {
-	case hub.ReasonSlowConsumer:
-		s.fail(protocol.CloseOverLimit, "slow_consumer", "the connection did not keep up with its messages", true)
-	case hub.ReasonKeyDropped:
-		s.fail(protocol.CloseKeyRefused, "key_dropped", "an operator dropped a key this connection follows", false)
-	default:
-		s.goAway()
-	}
-}
+func (s *wsSession) Close(r hub.Reason) { endFor(s, r) }
 
 // goAway closes with 1001: the gateway is shutting down.
 func (s *wsSession) goAway() {
@@ -147,8 +138,7 @@ var pongMessage = protocol.TextFrame(nil, protocol.AppendPong(nil))
 // slow consumer, not a way to grow the gateway's memory.
 func (s *wsSession) reply(frame []byte, set *RouteSettings) {
 	if !s.conn.Enqueue(frame, s.e.queueLimit(set)) && !s.ended.Load() {
-		s.e.slowCloses.Add(1)
-		s.fail(protocol.CloseOverLimit, "slow_consumer", "the connection did not read its answers", true)
+		s.e.answersUnread(s)
 	}
 }
 

@@ -354,17 +354,7 @@ func (n *sioNamespace) Notify(hub.Notice) bool {
 
 // Close is the hub telling a namespace's follower to end: the connection
 // ends with it.
-func (n *sioNamespace) Close(r hub.Reason) {
-	s := n.s
-	switch r {
-	case hub.ReasonSlowConsumer:
-		s.fail(protocol.CloseOverLimit, "slow_consumer", "the connection did not keep up with its messages", true)
-	case hub.ReasonKeyDropped:
-		s.fail(protocol.CloseKeyRefused, "key_dropped", "an operator dropped a key this connection follows", false)
-	default:
-		s.goAway()
-	}
-}
+func (n *sioNamespace) Close(r hub.Reason) { endFor(n.s, r) }
 
 // goAway closes with 1001: the gateway is shutting down. socket.io clients
 // take a transport close for a reason to reconnect.
@@ -392,8 +382,7 @@ func (s *sioSession) fail(code uint16, reason, msg string, dropQueued bool) {
 // that never reads its answers is a slow consumer.
 func (s *sioSession) send(frame []byte) {
 	if !s.enqueue(frame) && !s.ended.Load() {
-		s.e.slowCloses.Add(1)
-		s.fail(protocol.CloseOverLimit, "slow_consumer", "the connection did not read its answers", true)
+		s.e.answersUnread(s)
 	}
 }
 
