@@ -34,7 +34,7 @@ gofmt_clean() {
 race_pkgs=()
 for p in hub protocol netpoll gateway module; do
 	if compgen -G "$p/*.go" >/dev/null; then
-		race_pkgs+=("./$p/")
+		race_pkgs+=("./$p/...")
 	fi
 done
 
