@@ -38,6 +38,12 @@ for p in hub protocol netpoll gateway module; do
 	fi
 done
 
+# The browser and SDK tests run the pinned npm packages: install them when
+# they are missing or older than the lock file.
+if [[ -f package-lock.json ]] && [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+	step "npm ci" npm ci --no-audit --no-fund
+fi
+
 step gofmt gofmt_clean
 step "go vet" go vet ./...
 # -count=1: the integration tests build caddy in TestMain, which the test
