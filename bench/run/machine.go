@@ -1,16 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 
 	"github.com/pushgateway/push_gateway/bench/internal/procstat"
+	benchreport "github.com/pushgateway/push_gateway/bench/internal/report"
 )
 
-// Machine describes where the run happened.
+// Machine describes where the run happened. It keeps its own JSON (and the
+// go command's version rather than the runner's runtime) since docs/bench
+// reads results written before the other commands existed.
 type Machine struct {
 	CPUs         int    `json:"cpus"`
 	CPUModel     string `json:"cpu_model"`
@@ -22,20 +24,9 @@ type Machine struct {
 }
 
 func describeMachine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), LoadAvgStart: loadAvg()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range bytes.Split(b, []byte("\n")) {
-			if k, v, ok := strings.Cut(string(line), ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
+	m := Machine{CPUs: runtime.NumCPU(), CPUModel: benchreport.CPUModel(), Kernel: benchreport.Kernel(), LoadAvgStart: loadAvg()}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		m.MemTotalKB, _ = procstat.StatusField(b, "MemTotal:")
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
 	}
 	if out, err := exec.Command("go", "version").Output(); err == nil {
 		m.GoVersion = strings.TrimSpace(string(out))

@@ -2,17 +2,18 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pushgateway/push_gateway/bench/internal/benchcmd"
 	"github.com/pushgateway/push_gateway/bench/internal/rlimit"
 )
 
@@ -23,7 +24,7 @@ const (
 )
 
 // ErrBadFlag is returned for an unusable flag value.
-var ErrBadFlag = errors.New("bad flag")
+var ErrBadFlag = benchcmd.ErrBadFlag
 
 type options struct {
 	ns         []int
@@ -42,15 +43,7 @@ type options struct {
 }
 
 func main() {
-	log.SetFlags(log.Ltime)
-	log.SetPrefix("bench: ")
-	o, err := parseFlags(os.Args[1:])
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := run(o); err != nil {
-		log.Fatal(err)
-	}
+	benchcmd.Main("bench", parseFlags, run)
 }
 
 func parseFlags(args []string) (options, error) {
@@ -96,19 +89,15 @@ func run(o options) error {
 	if err := rlimit.RaiseNofile(); err != nil {
 		return err
 	}
-	root, err := moduleRoot()
+	root, err := benchcmd.ModuleRoot()
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "pushgw-bench-")
+	dir, cleanup, err := benchcmd.WorkDir("pushgw-bench-", o.keep)
 	if err != nil {
-		return fmt.Errorf("creating work dir: %w", err)
+		return err
 	}
-	if o.keep {
-		log.Printf("work dir %s", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	machine := describeMachine()
 
 	bins, err := build(root, dir, o)
@@ -167,19 +156,6 @@ func run(o options) error {
 	return nil
 }
 
-// moduleRoot answers the directory of the main module's go.mod.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("finding the module: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("finding the module: run inside the repository")
-	}
-	return filepath.Dir(gomod), nil
-}
-
 type binaries struct{ caddy, baseline, loadgen string }
 
 // build compiles what the run needs into dir.
@@ -190,7 +166,7 @@ func build(root, dir string, o options) (binaries, error) {
 		loadgen:  filepath.Join(dir, "loadgen"),
 	}
 	pkgs := map[string]string{b.baseline: "./bench/baseline", b.loadgen: "./bench/loadgen"}
-	needCaddy := !o.standIn && contains(o.servers, nameGateway)
+	needCaddy := !o.standIn && slices.Contains(o.servers, nameGateway)
 	if needCaddy && o.gatewayBin != "" {
 		b.caddy = o.gatewayBin
 	} else if needCaddy {
@@ -259,13 +235,4 @@ func moduleOverlay(root, dir string) (string, error) {
 		return "", fmt.Errorf("writing overlay: %w", err)
 	}
 	return overlay, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

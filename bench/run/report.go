@@ -1,12 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
+
+	// Named apart from this command's own report type.
+	benchreport "github.com/pushgateway/push_gateway/bench/internal/report"
 )
 
 // report is everything a run writes.
@@ -22,20 +22,7 @@ type report struct {
 
 // write stores results.json and results.md in dir.
 func (r report) write(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding results: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing results.json: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(r.markdown()), 0o644); err != nil {
-		return fmt.Errorf("writing results.md: %w", err)
-	}
-	return nil
+	return benchreport.WriteFiles(dir, r, []byte(r.markdown()))
 }
 
 // find answers the result of server at n.

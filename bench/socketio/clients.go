@@ -12,20 +12,21 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pushgateway/push_gateway/bench/internal/clientfleet"
+	"github.com/pushgateway/push_gateway/bench/internal/wsframe"
 )
 
 // ErrRefused is returned when a server does not accept a client.
 var ErrRefused = errors.New("server refused the client")
-
-// dialConcurrency bounds handshakes under way, so that opening thousands
-// of clients overflows neither server's accept backlog.
-const dialConcurrency = 100
 
 // fleet is n Socket.IO clients over raw WebSocket following one key. Each
 // is a goroutine that reads its connection, answers the server's pings and
 // records, per broadcast index, how long after the publisher's stamp the
 // broadcast arrived.
 type fleet struct {
+	clientfleet.Base
+
 	addr string // the server's host:port
 	key  string
 	n    int
@@ -34,16 +35,10 @@ type fleet struct {
 	got      []atomic.Int64 // per broadcast: clients that received it, counted after their slot is written
 	delays   [][]int64      // per broadcast, one slot per client: ns after the stamp
 	ready    atomic.Int64   // clients registered (got `update ""`)
-	failed   atomic.Int64   // clients whose connection ended by error
-	firstErr atomic.Value   // error: the first client failure
-	closing  atomic.Bool
-	wg       sync.WaitGroup
-	connsMu  sync.Mutex
-	conns    []net.Conn // guarded by connsMu: closed by close
-	upgrade  string     // the handshake request
-	register []byte     // the register frame, masked
-	join     []byte     // the namespace connect frame, masked
-	pong     []byte     // the Engine.IO pong frame, masked
+	upgrade  string         // the handshake request
+	register []byte         // the register frame, masked
+	join     []byte         // the namespace connect frame, masked
+	pong     []byte         // the Engine.IO pong frame, masked
 }
 
 // sioPath and sioNamespace are where both servers serve the clients.
@@ -61,87 +56,51 @@ func newFleet(addr, key string, n, broadcasts int) *fleet {
 	}
 	f.upgrade = "GET " + sioPath + "?EIO=4&transport=websocket HTTP/1.1\r\nHost: " + addr +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
-	f.join = appendClientFrame(nil, opText, []byte("40"+sioNamespace+","))
-	f.register = appendClientFrame(nil, opText, []byte(`42`+sioNamespace+`,["register",{"sdk_key":"`+key+`"}]`))
-	f.pong = appendClientFrame(nil, opText, []byte("3"))
+	f.join = wsframe.AppendClient(nil, wsframe.OpText, []byte("40"+sioNamespace+","))
+	f.register = wsframe.AppendClient(nil, wsframe.OpText, []byte(`42`+sioNamespace+`,["register",{"sdk_key":"`+key+`"}]`))
+	f.pong = wsframe.AppendClient(nil, wsframe.OpText, []byte("3"))
 	return f
 }
 
-func (f *fleet) fail(err error) {
-	if f.closing.Load() {
-		return
-	}
-	f.failed.Add(1)
-	f.firstErr.CompareAndSwap(nil, err)
-}
-
 // err answers the first client failure, if any.
-func (f *fleet) err() error {
-	if e, ok := f.firstErr.Load().(error); ok {
-		return fmt.Errorf("%d clients failed, the first: %w", f.failed.Load(), e)
-	}
-	return nil
-}
+func (f *fleet) err() error { return f.Err("clients") }
 
-// sourceAddr spreads clients over 127.0.0.2–254, so that no source address
-// runs out of ephemeral ports.
-func sourceAddr(i int) *net.TCPAddr {
-	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%253))}
-}
-
-// open starts the n clients, at most dialConcurrency handshakes at a time,
+// open starts the n clients, at most clientfleet.DialConcurrency handshakes at a time,
 // and returns once every handshake is done (not yet every registration).
 // A fleet is opened once.
 func (f *fleet) open() {
-	sem := make(chan struct{}, dialConcurrency)
+	sem := make(chan struct{}, clientfleet.DialConcurrency)
 	var dials sync.WaitGroup
 	for i := range f.n {
-		if f.closing.Load() {
+		if f.Closing() {
 			break
 		}
 		sem <- struct{}{}
 		dials.Add(1)
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
+		f.Go(func() {
 			conn, br, err := f.connect(i)
 			dials.Done()
 			<-sem
 			if err != nil {
-				f.fail(err)
+				f.Fail(err)
 				return
 			}
 			defer conn.Close()
 			if err := f.serve(conn, br); err != nil {
-				f.fail(err)
+				f.Fail(err)
 			}
-		}()
+		})
 	}
 	dials.Wait()
-}
-
-// close ends every client and waits for their goroutines.
-func (f *fleet) close() {
-	f.closing.Store(true)
-	f.connsMu.Lock()
-	for _, c := range f.conns {
-		c.Close()
-	}
-	f.connsMu.Unlock()
-	f.wg.Wait()
 }
 
 // connect dials from client i's source address and completes the
 // WebSocket handshake.
 func (f *fleet) connect(i int) (net.Conn, *bufio.Reader, error) {
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: sourceAddr(i)}
-	conn, err := d.Dial("tcp", f.addr)
+	conn, err := f.Dial(f.addr, i)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dialing from %v: %w", d.LocalAddr, err)
+		return nil, nil, err
 	}
-	f.connsMu.Lock()
-	f.conns = append(f.conns, conn)
-	f.connsMu.Unlock()
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
 	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
@@ -170,17 +129,17 @@ func (f *fleet) serve(conn net.Conn, br *bufio.Reader) error {
 	var buf []byte
 	registered := false
 	for {
-		op, msg, err := readFrame(br, buf)
+		op, msg, err := wsframe.Read(br, buf)
 		if err != nil {
-			return f.ended(err)
+			return f.Ended(err)
 		}
 		buf = msg
 		switch op {
-		case opText:
-		case opClose:
-			return f.ended(fmt.Errorf("close frame %x", msg))
-		case opPing:
-			if err := f.write(conn, appendClientFrame(nil, opPong, msg)); err != nil {
+		case wsframe.OpText:
+		case wsframe.OpClose:
+			return f.Ended(fmt.Errorf("close frame %x", msg))
+		case wsframe.OpPing:
+			if err := f.write(conn, wsframe.AppendClient(nil, wsframe.OpPong, msg)); err != nil {
 				return err
 			}
 			continue
@@ -203,7 +162,7 @@ func (f *fleet) serve(conn net.Conn, br *bufio.Reader) error {
 		case pktUpdate:
 			f.record(idx, stamp)
 		case pktClose, pktConnectError, pktDisconnect:
-			return f.ended(fmt.Errorf("server ended the session: %q", msg))
+			return f.Ended(fmt.Errorf("server ended the session: %q", msg))
 		}
 		if err != nil {
 			return err
@@ -214,7 +173,7 @@ func (f *fleet) serve(conn net.Conn, br *bufio.Reader) error {
 func (f *fleet) write(conn net.Conn, frame []byte) error {
 	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if _, err := conn.Write(frame); err != nil {
-		return f.ended(err)
+		return f.Ended(err)
 	}
 	return nil
 }
@@ -229,14 +188,6 @@ func (f *fleet) record(idx uint64, stampNS int64) {
 		f.delays[idx][pos] = d
 	}
 	f.got[idx].Add(1)
-}
-
-// ended turns the end of a connection into nil when the run closed it.
-func (f *fleet) ended(err error) error {
-	if f.closing.Load() {
-		return nil
-	}
-	return fmt.Errorf("connection ended: %w", err)
 }
 
 // received answers how many clients received broadcast idx.

@@ -41,27 +41,25 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pushgateway/push_gateway/bench/internal/benchcmd"
 	"github.com/pushgateway/push_gateway/bench/internal/procstat"
+	"github.com/pushgateway/push_gateway/bench/internal/report"
 	"github.com/pushgateway/push_gateway/bench/internal/rlimit"
 )
 
 // ErrBadFlag is returned for an unusable flag value.
-var ErrBadFlag = errors.New("bad flag")
-
-// errTimeout is returned by waitFor when its condition does not hold in
-// time, and when the run's time is spent.
-var errTimeout = errors.New("timed out")
+var ErrBadFlag = benchcmd.ErrBadFlag
 
 // maxClients bounds -n: the runner holds N client sockets and the server N
 // more, each under the 20,000 open files a process may hold here.
@@ -81,15 +79,7 @@ type options struct {
 }
 
 func main() {
-	log.SetFlags(log.Ltime)
-	log.SetPrefix("socketio: ")
-	o, err := parseFlags(os.Args[1:])
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := run(o); err != nil {
-		log.Fatal(err)
-	}
+	benchcmd.Main("socketio", parseFlags, run)
 }
 
 func parseFlags(args []string) (options, error) {
@@ -139,28 +129,23 @@ func run(o options) error {
 	if err := rlimit.RaiseNofile(); err != nil {
 		return err
 	}
-	root, err := moduleRoot()
+	root, err := benchcmd.ModuleRoot()
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "pushgw-socketio-")
+	dir, cleanup, err := benchcmd.WorkDir("pushgw-socketio-", o.keep)
 	if err != nil {
-		return fmt.Errorf("creating work dir: %w", err)
+		return err
 	}
-	if o.keep {
-		log.Printf("work dir %s", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	bin := o.gatewayBin
-	if bin == "" && contains(o.servers, serverGateway) {
-		log.Printf("building caddy")
-		if bin, err = buildCaddy(root, dir); err != nil {
+	if bin == "" && slices.Contains(o.servers, serverGateway) {
+		if bin, err = benchcmd.BuildCaddy(root, dir); err != nil {
 			return err
 		}
 	}
 	nodeVersion := ""
-	if contains(o.servers, serverReference) {
+	if slices.Contains(o.servers, serverReference) {
 		out, err := exec.Command(o.node, "--version").Output()
 		if err != nil {
 			return fmt.Errorf("running %s --version: %w", o.node, err)
@@ -170,7 +155,7 @@ func run(o options) error {
 	res := Results{
 		Command:    "go run ./bench/socketio " + strings.Join(os.Args[1:], " "),
 		Started:    began.UTC().Format(time.RFC3339),
-		Machine:    describeMachine(nodeVersion),
+		Machine:    Machine{Machine: report.DescribeMachine(), Node: nodeVersion},
 		Broadcasts: o.broadcasts,
 		Warmup:     o.warmup,
 	}
@@ -205,22 +190,13 @@ func run(o options) error {
 	return res.write(o.out)
 }
 
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // measure runs the idle and the broadcast measurements of n clients on
 // srv; a failure is recorded in the result, so the others still run. The
 // clients are closed before it returns.
 func measure(srv *server, n int, o options, deadline time.Time) ServerResult {
 	r := ServerResult{Server: srv.name, N: n}
 	f := newFleet(srv.client, "bench-sio", n, o.warmup+o.broadcasts)
-	defer f.close()
+	defer f.Close()
 	if err := idleCost(srv, f, &r); err != nil {
 		r.Error = err.Error()
 		return r
@@ -231,33 +207,45 @@ func measure(srv *server, n int, o options, deadline time.Time) ServerResult {
 	return r
 }
 
-// snapshot forces a GC in srv and answers its settled VmRSS.
-func snapshot(srv *server) (int64, bool, error) {
-	if err := srv.gc(); err != nil {
-		return 0, false, err
-	}
-	return procstat.SettleRSS(srv.Pid(), 150*time.Millisecond, 6*time.Second)
+// snapshot is the server's settled VmRSS after a forced GC and, for the
+// gateway, its goroutines (the reference has no such count).
+type snapshot struct {
+	rssKB      int64
+	settled    bool
+	goroutines int
 }
 
-// idleCost opens the fleet and divides what the server's RSS grew by N.
-func idleCost(srv *server, f *fleet, r *ServerResult) error {
-	before, _, err := snapshot(srv)
-	if err != nil {
-		return err
+func takeSnapshot(srv *server) (snapshot, error) {
+	var snap snapshot
+	if err := srv.gc(); err != nil {
+		return snap, err
+	}
+	var err error
+	if snap.rssKB, snap.settled, err = procstat.SettleRSS(srv.Pid(), 150*time.Millisecond, 6*time.Second); err != nil {
+		return snap, err
 	}
 	if srv.admin != "" {
 		st, err := srv.gatewayStats()
 		if err != nil {
-			return err
+			return snap, err
 		}
-		r.GoroutinesBefore = st.Goroutines
+		snap.goroutines = st.Goroutines
+	}
+	return snap, nil
+}
+
+// idleCost opens the fleet and divides what the server's RSS grew by N.
+func idleCost(srv *server, f *fleet, r *ServerResult) error {
+	before, err := takeSnapshot(srv)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	f.open()
 	if err := f.err(); err != nil {
 		return err
 	}
-	if err := waitFor(60*time.Second, func() bool { return f.ready.Load() == int64(f.n) || f.err() != nil }); err != nil {
+	if err := benchcmd.WaitFor(60*time.Second, func() bool { return f.ready.Load() == int64(f.n) || f.err() != nil }); err != nil {
 		return fmt.Errorf("%d of %d clients registered: %w", f.ready.Load(), f.n, err)
 	}
 	if err := f.err(); err != nil {
@@ -267,21 +255,15 @@ func idleCost(srv *server, f *fleet, r *ServerResult) error {
 		return err
 	}
 	r.ConnectSeconds = time.Since(start).Seconds()
-	after, settled, err := snapshot(srv)
+	after, err := takeSnapshot(srv)
 	if err != nil {
 		return err
 	}
-	if srv.admin != "" {
-		st, err := srv.gatewayStats()
-		if err != nil {
-			return err
-		}
-		r.GoroutinesAfter = st.Goroutines
-	}
-	r.RSSBeforeKB, r.RSSAfterKB, r.RSSSettled = before, after, settled
-	r.RSSPerConnBytes = float64(after-before) * 1024 / float64(f.n)
+	r.GoroutinesBefore, r.GoroutinesAfter = before.goroutines, after.goroutines
+	r.RSSBeforeKB, r.RSSAfterKB, r.RSSSettled = before.rssKB, after.rssKB, after.settled
+	r.RSSPerConnBytes = float64(after.rssKB-before.rssKB) * 1024 / float64(f.n)
 	log.Printf("%s: %d idle: RSS %d → %d KiB, %+.0f B/conn (settled %v), connect %.1f s",
-		srv.name, f.n, before, after, r.RSSPerConnBytes, settled, r.ConnectSeconds)
+		srv.name, f.n, before.rssKB, after.rssKB, r.RSSPerConnBytes, after.settled, r.ConnectSeconds)
 	return nil
 }
 
@@ -293,7 +275,7 @@ func broadcasts(srv *server, f *fleet, o options, deadline time.Time, r *ServerR
 	total := o.warmup + o.broadcasts
 	for i := 1; i <= total; i++ {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("broadcast %d: %w: -limit %v spent", i, errTimeout, o.limit)
+			return fmt.Errorf("broadcast %d: %w: -limit %v spent", i, benchcmd.ErrTimeout, o.limit)
 		}
 		if i == o.warmup+1 {
 			var err error
@@ -304,7 +286,7 @@ func broadcasts(srv *server, f *fleet, o options, deadline time.Time, r *ServerR
 		if err := srv.publish(f.key, i); err != nil {
 			return err
 		}
-		if err := waitFor(o.deliver, func() bool { return f.received(i) >= int64(f.n) || f.err() != nil }); err != nil {
+		if err := benchcmd.WaitFor(o.deliver, func() bool { return f.received(i) >= int64(f.n) || f.err() != nil }); err != nil {
 			return fmt.Errorf("broadcast %d reached %d of %d clients: %w", i, f.received(i), f.n, err)
 		}
 		if err := f.err(); err != nil {
@@ -326,15 +308,16 @@ func broadcasts(srv *server, f *fleet, o options, deadline time.Time, r *ServerR
 	var worst int64
 	for i := o.warmup + 1; i <= total; i++ {
 		ds := f.delaysOf(i)
+		slices.Sort(ds)
 		r.Deliveries += len(ds)
-		p50s = append(p50s, ms(percentileNs(ds, 50)))
-		p99s = append(p99s, ms(percentileNs(ds, 99)))
-		last := percentileNs(ds, 100)
+		p50s = append(p50s, ms(report.Quantile(ds, 0.50)))
+		p99s = append(p99s, ms(report.Quantile(ds, 0.99)))
+		last := report.Quantile(ds, 1)
 		lasts = append(lasts, ms(last))
 		worst = max(worst, last)
 	}
 	r.Broadcasts = o.broadcasts
-	r.P50Ms, r.P99Ms, r.LastMs, r.MaxMs = median(p50s), median(p99s), median(lasts), ms(worst)
+	r.P50Ms, r.P99Ms, r.LastMs, r.MaxMs = report.Median(p50s), report.Median(p99s), report.Median(lasts), ms(worst)
 	r.CPUSeconds = cpu1 - cpu0
 	if r.Deliveries > 0 {
 		r.CPUPerDeliveryUs = r.CPUSeconds * 1e6 / float64(r.Deliveries)
@@ -345,15 +328,3 @@ func broadcasts(srv *server, f *fleet, o options, deadline time.Time, r *ServerR
 }
 
 func ms(ns int64) float64 { return float64(ns) / 1e6 }
-
-// waitFor polls cond every millisecond until it holds or limit is up.
-func waitFor(limit time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w after %v", errTimeout, limit)
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
-	return nil
-}

@@ -5,10 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
+
+	"github.com/pushgateway/push_gateway/bench/internal/report"
 )
 
 // Results is one run: results.json holds it as is.
@@ -23,13 +22,11 @@ type Results struct {
 	Ratios     []Ratio        `json:"ratios"`
 }
 
-// Machine says where the run happened.
+// Machine says where the run happened: the shared description and the
+// reference's node version.
 type Machine struct {
-	CPU    string `json:"cpu"`
-	CPUs   int    `json:"cpus"`
-	Kernel string `json:"kernel"`
-	Go     string `json:"go"`
-	Node   string `json:"node"`
+	report.Machine
+	Node string `json:"node"`
 }
 
 // ServerResult is what one server cost at one N.
@@ -74,31 +71,6 @@ type Ratio struct {
 	P99TargetMet bool `json:"p99_target_met"` // < 1
 }
 
-// percentileNs answers the p-th percentile (nearest rank) of ns, sorting
-// it in place.
-func percentileNs(ns []int64, p float64) int64 {
-	if len(ns) == 0 {
-		return 0
-	}
-	slices.Sort(ns)
-	i := int(float64(len(ns))*p/100+0.999999) - 1
-	return ns[min(max(i, 0), len(ns)-1)]
-}
-
-// median answers the median of vs (the mean of the middle two for an even
-// count).
-func median(vs []float64) float64 {
-	if len(vs) == 0 {
-		return 0
-	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func ratio(a, b float64) float64 {
 	if a <= 0 || b <= 0 {
 		return 0
@@ -138,22 +110,6 @@ func decodeJSON(b []byte, v any) error {
 		return fmt.Errorf("decoding %q: %w", b, err)
 	}
 	return nil
-}
-
-func describeMachine(node string) Machine {
-	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), Node: node}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if name, val, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
-				m.CPU = strings.TrimSpace(val)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	return m
 }
 
 func yes(ok bool) string {
@@ -207,18 +163,5 @@ func (r Results) write(dir string) error {
 	if dir == "" {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	js, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding results: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(js, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing results.json: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "results.md"), md, 0o644); err != nil {
-		return fmt.Errorf("writing results.md: %w", err)
-	}
-	return nil
+	return report.WriteFiles(dir, r, md)
 }

@@ -56,35 +56,6 @@ type server struct {
 	admin  string // host:port of the gateway's admin endpoint; "" for the reference
 }
 
-// buildCaddy builds ./cmd/caddy of the module at root into dir.
-func buildCaddy(root, dir string) (string, error) {
-	bin := filepath.Join(dir, "caddy")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building caddy: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// moduleRoot finds the directory of go.mod from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding the module root: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("finding the module root: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // startGateway writes the Caddyfile into dir, runs bin with it and waits
 // until the admin endpoint answers.
 func startGateway(bin, dir string) (*server, error) {
@@ -92,17 +63,7 @@ func startGateway(bin, dir string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating caddy's directory: %w", err)
-	}
-	cf := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cf, fmt.Appendf(nil, caddyfile, ports[0], ports[1]), 0o644); err != nil {
-		return nil, fmt.Errorf("writing Caddyfile: %w", err)
-	}
-	cmd := serverproc.CaddyCommand(bin, cf, dir)
-	// A runner killed by a signal takes caddy along.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p, err := serverproc.Start("caddy", cmd, filepath.Join(dir, "caddy.log"), nil)
+	p, err := serverproc.StartCaddy(bin, dir, fmt.Appendf(nil, caddyfile, ports[0], ports[1]))
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +18,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pushgateway/push_gateway/bench/internal/clientfleet"
+	"github.com/pushgateway/push_gateway/bench/internal/wsframe"
 )
 
 // Transports, as the results name them.
@@ -36,22 +38,21 @@ const (
 var (
 	// ErrRefused is returned when the gateway does not accept a client.
 	ErrRefused = errors.New("gateway refused the client")
-	// ErrBadFrame is returned for a WebSocket frame a server must not send.
-	ErrBadFrame = errors.New("bad websocket frame")
+	// ErrBadFrame is returned for a WebSocket frame a server must not send
+	// and for a message without the fields the clients read.
+	ErrBadFrame = wsframe.ErrBadFrame
 )
 
 // pollWait is the wait a long-poll client asks for: longer than any
 // measurement, so that a held poll is idle until a publish answers it.
 const pollWait = "60s"
 
-// dialConcurrency bounds handshakes under way, so that opening thousands
-// of clients does not overflow caddy's accept backlog.
-const dialConcurrency = 100
-
 // fleet is n clients of one transport following one key. Each client is a
 // goroutine that reads its connection and records, per published seq, when
 // it arrived and how long after the publisher's stamp.
 type fleet struct {
+	clientfleet.Base
+
 	transport string
 	key       string
 	addr      string // the gateway's site, host:port
@@ -59,15 +60,9 @@ type fleet struct {
 	got          []atomic.Int64 // per seq: clients that received it
 	measureFrom  atomic.Uint64  // seqs from here on are measured
 	ready        atomic.Int64   // clients whose subscription is established
-	failed       atomic.Int64   // clients whose connection ended by error
-	firstErr     atomic.Value   // error: the first client failure
-	wg           sync.WaitGroup
 	mu           sync.Mutex
 	delays       []time.Duration // guarded by mu: measured receipts
-	connsMu      sync.Mutex
-	conns        []net.Conn // guarded by connsMu: closed by close
-	closing      atomic.Bool
-	sourceOffset int // first source address index, so fleets spread apart
+	sourceOffset int             // first source address index, so fleets spread apart
 
 	// HTTP/2 streams share a few TLS connections that Go's client opens
 	// as the server's stream limit requires; the run's end cancels them.
@@ -93,7 +88,7 @@ func newFleet(transport, key, addr, tlsAddr string, maxSeq, sourceOffset int) *f
 			ForceAttemptHTTP2: true,
 			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // caddy's internal CA
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: f.sourceAddr(int(f.h2Sources.Add(1)))}
+				d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: clientfleet.SourceAddr(f.sourceOffset + int(f.h2Sources.Add(1)))}
 				return d.DialContext(ctx, network, addr)
 			},
 		}}
@@ -115,26 +110,13 @@ func (f *fleet) record(seq uint64, stampNS int64) {
 	}
 }
 
-func (f *fleet) fail(err error) {
-	if f.closing.Load() {
-		return
-	}
-	f.failed.Add(1)
-	f.firstErr.CompareAndSwap(nil, err)
-}
-
 // err answers the first client failure, if any.
-func (f *fleet) err() error {
-	if e, ok := f.firstErr.Load().(error); ok {
-		return fmt.Errorf("%d %s clients failed, the first: %w", f.failed.Load(), f.transport, e)
-	}
-	return nil
-}
+func (f *fleet) err() error { return f.Err(f.transport + " clients") }
 
-// open starts n clients, at most dialConcurrency handshakes at a time, and
+// open starts n clients, at most clientfleet.DialConcurrency handshakes at a time, and
 // returns once every handshake is done (not yet every subscription).
 func (f *fleet) open(n int) {
-	conc := dialConcurrency
+	conc := clientfleet.DialConcurrency
 	if f.transport == transportSSEH2 {
 		// One stream opened at a time, as a page's EventSources would: Go's
 		// client dials a connection of its own for every request that finds
@@ -148,9 +130,7 @@ func (f *fleet) open(n int) {
 	for i := range n {
 		sem <- struct{}{}
 		dials.Add(1)
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
+		f.Go(func() {
 			if f.transport == transportSSEH2 {
 				f.h2Stream(dials.Done, sem)
 				return
@@ -159,7 +139,7 @@ func (f *fleet) open(n int) {
 			dials.Done()
 			<-sem
 			if err != nil {
-				f.fail(err)
+				f.Fail(err)
 				return
 			}
 			defer conn.Close()
@@ -172,23 +152,17 @@ func (f *fleet) open(n int) {
 				err = f.pollLoop(conn, br)
 			}
 			if err != nil {
-				f.fail(err)
+				f.Fail(err)
 			}
-		}()
+		})
 	}
 	dials.Wait()
 }
 
 // close ends every client and waits for their goroutines.
 func (f *fleet) close() {
-	f.closing.Store(true)
-	f.cancel()
-	f.connsMu.Lock()
-	for _, c := range f.conns {
-		c.Close()
-	}
-	f.connsMu.Unlock()
-	f.wg.Wait()
+	// The HTTP/2 streams are cancelled, not closed as connections.
+	f.Close(f.cancel)
 }
 
 // h2Stream runs one SSE stream over HTTP/2; dialled and sem end the
@@ -198,7 +172,7 @@ func (f *fleet) h2Stream(dialled func(), sem chan struct{}) {
 	if err != nil {
 		dialled()
 		<-sem
-		f.fail(err)
+		f.Fail(err)
 		return
 	}
 	req.Header.Set("Accept", "text/event-stream")
@@ -206,38 +180,28 @@ func (f *fleet) h2Stream(dialled func(), sem chan struct{}) {
 	dialled()
 	<-sem
 	if err != nil {
-		f.fail(fmt.Errorf("sse over h2: %w", err))
+		f.Fail(fmt.Errorf("sse over h2: %w", err))
 		return
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		f.fail(fmt.Errorf("%w: sse over h2: %s %s %q", ErrRefused, resp.Proto, resp.Status, body))
+		f.Fail(fmt.Errorf("%w: sse over h2: %s %s %q", ErrRefused, resp.Proto, resp.Status, body))
 		return
 	}
 	f.ready.Add(1)
 	if err := f.readSSE(bufio.NewReaderSize(resp.Body, 4096)); err != nil {
-		f.fail(err)
+		f.Fail(err)
 	}
-}
-
-// sourceAddr spreads clients over 127.0.0.2–254, so that no source address
-// runs out of ephemeral ports.
-func (f *fleet) sourceAddr(i int) *net.TCPAddr {
-	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+(f.sourceOffset+i)%253))}
 }
 
 // connect dials and sends the transport's first request; for WebSocket and
 // SSE it also reads the answer's head.
 func (f *fleet) connect(i int) (net.Conn, *bufio.Reader, error) {
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: f.sourceAddr(i)}
-	conn, err := d.Dial("tcp", f.addr)
+	conn, err := f.Dial(f.addr, f.sourceOffset+i)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dialing from %v: %w", d.LocalAddr, err)
+		return nil, nil, err
 	}
-	f.connsMu.Lock()
-	f.conns = append(f.conns, conn)
-	f.connsMu.Unlock()
 	br := bufio.NewReaderSize(conn, 4096)
 	q := url.Values{"sdk_key": {f.key}}
 	var head string
@@ -301,32 +265,10 @@ func expectHead(br *bufio.Reader, want int) error {
 	return nil
 }
 
-// uintAfter answers the decimal number that follows the first occurrence
-// of field (e.g. `"seq":`) in b. The clients read the gateway's own
-// compact JSON this way rather than with encoding/json: they share the
-// machine's two cores with caddy, and every microsecond they spend is taken
-// from the server under test.
-func uintAfter(b []byte, field string) (uint64, bool) {
-	i := bytes.Index(b, []byte(field))
-	if i < 0 {
-		return 0, false
-	}
-	var n uint64
-	digits := 0
-	for _, c := range b[i+len(field):] {
-		if c < '0' || c > '9' {
-			break
-		}
-		n = n*10 + uint64(c-'0')
-		digits++
-	}
-	return n, digits > 0
-}
-
 // message records a native or SSE message: its seq and the publisher's
 // stamp {"t":<ns>} in its data.
 func (f *fleet) message(seq uint64, b []byte) error {
-	t, ok := uintAfter(b, `"t":`)
+	t, ok := clientfleet.UintAfter(b, `"t":`)
 	if !ok {
 		return fmt.Errorf("%w: no stamp in %q", ErrBadFrame, b)
 	}
@@ -337,43 +279,20 @@ func (f *fleet) message(seq uint64, b []byte) error {
 // readWS reads server frames (unmasked, unfragmented for messages this
 // small) until the connection ends.
 func (f *fleet) readWS(br *bufio.Reader) error {
-	var h [2]byte
 	var payload []byte
 	for {
-		if _, err := io.ReadFull(br, h[:]); err != nil {
-			return f.ended(err)
+		op, msg, err := wsframe.Read(br, payload)
+		if errors.Is(err, wsframe.ErrBadFrame) {
+			return err
+		} else if err != nil {
+			return f.Ended(err)
 		}
-		op := h[0] & 0x0F
-		n := uint64(h[1] & 0x7F)
-		switch n {
-		case 126:
-			var b [2]byte
-			if _, err := io.ReadFull(br, b[:]); err != nil {
-				return f.ended(err)
-			}
-			n = uint64(binary.BigEndian.Uint16(b[:]))
-		case 127:
-			var b [8]byte
-			if _, err := io.ReadFull(br, b[:]); err != nil {
-				return f.ended(err)
-			}
-			n = binary.BigEndian.Uint64(b[:])
-		}
-		if h[1]&0x80 != 0 || n > 1<<20 {
-			return fmt.Errorf("%w: masked or %d bytes", ErrBadFrame, n)
-		}
-		if uint64(cap(payload)) < n {
-			payload = make([]byte, n)
-		}
-		payload = payload[:n]
-		if _, err := io.ReadFull(br, payload); err != nil {
-			return f.ended(err)
-		}
+		payload = msg
 		switch op {
-		case 0x1:
+		case wsframe.OpText:
 			switch {
 			case bytes.HasPrefix(payload, []byte(`{"type":"message"`)):
-				seq, ok := uintAfter(payload, `"seq":`)
+				seq, ok := clientfleet.UintAfter(payload, `"seq":`)
 				if !ok {
 					return fmt.Errorf("%w: no seq in %q", ErrBadFrame, payload)
 				}
@@ -383,8 +302,8 @@ func (f *fleet) readWS(br *bufio.Reader) error {
 			case bytes.HasPrefix(payload, []byte(`{"type":"registered"`)):
 				f.ready.Add(1)
 			}
-		case 0x8:
-			return f.ended(fmt.Errorf("close frame %x", payload))
+		case wsframe.OpClose:
+			return f.Ended(fmt.Errorf("close frame %x", payload))
 		}
 	}
 }
@@ -399,7 +318,7 @@ func (f *fleet) readSSE(br *bufio.Reader) error {
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
-			return f.ended(err)
+			return f.Ended(err)
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		switch {
@@ -413,7 +332,7 @@ func (f *fleet) readSSE(br *bufio.Reader) error {
 		case bytes.HasPrefix(line, []byte("id: ")):
 			id := line[len("id: "):]
 			if i := bytes.LastIndexByte(id, ':'); i > 0 {
-				seq, _ = uintAfter(id[i:], ":")
+				seq, _ = clientfleet.UintAfter(id[i:], ":")
 			}
 		case bytes.HasPrefix(line, []byte("data: ")):
 			// One data line per message: the publisher's JSON is compact.
@@ -443,12 +362,12 @@ func (f *fleet) pollLoop(conn net.Conn, br *bufio.Reader) error {
 	for {
 		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
 		if err != nil {
-			return f.ended(err)
+			return f.Ended(err)
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 		resp.Body.Close()
 		if err != nil {
-			return f.ended(err)
+			return f.Ended(err)
 		}
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("%w: poll %s %q", ErrRefused, resp.Status, body)
@@ -470,17 +389,9 @@ func (f *fleet) pollLoop(conn net.Conn, br *bufio.Reader) error {
 		q := url.Values{"sdk_key": {f.key}, "since": {strconv.FormatUint(k.Seq, 10)},
 			"epoch": {k.Epoch}, "wait": {pollWait}}
 		if err := f.writeGet(conn, q, ""); err != nil {
-			return f.ended(err)
+			return f.Ended(err)
 		}
 	}
-}
-
-// ended turns the end of a connection into nil when the run closed it.
-func (f *fleet) ended(err error) error {
-	if f.closing.Load() {
-		return nil
-	}
-	return fmt.Errorf("connection ended: %w", err)
 }
 
 // received answers how many clients received seq.

@@ -1,21 +1,23 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/pushgateway/push_gateway/bench/internal/benchcmd"
 	"github.com/pushgateway/push_gateway/bench/internal/procstat"
+	"github.com/pushgateway/push_gateway/bench/internal/report"
 	"github.com/pushgateway/push_gateway/bench/internal/rlimit"
 )
 
 // ErrBadFlag is returned for an unusable flag value.
-var ErrBadFlag = errors.New("bad flag")
+var ErrBadFlag = benchcmd.ErrBadFlag
 
 type options struct {
 	n          int
@@ -29,15 +31,7 @@ type options struct {
 }
 
 func main() {
-	log.SetFlags(log.Ltime)
-	log.SetPrefix("transports: ")
-	o, err := parseFlags(os.Args[1:])
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := run(o); err != nil {
-		log.Fatal(err)
-	}
+	benchcmd.Main("transports", parseFlags, run)
 }
 
 func parseFlags(args []string) (options, error) {
@@ -78,30 +72,25 @@ func run(o options) error {
 	if err := rlimit.RaiseNofile(); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "pushgw-transports-")
+	dir, cleanup, err := benchcmd.WorkDir("pushgw-transports-", o.keep)
 	if err != nil {
-		return fmt.Errorf("creating work dir: %w", err)
+		return err
 	}
-	if o.keep {
-		log.Printf("work dir %s", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	bin := o.gatewayBin
 	if bin == "" {
-		root, err := moduleRoot()
+		root, err := benchcmd.ModuleRoot()
 		if err != nil {
 			return err
 		}
-		log.Printf("building caddy")
-		if bin, err = buildCaddy(root, dir); err != nil {
+		if bin, err = benchcmd.BuildCaddy(root, dir); err != nil {
 			return err
 		}
 	}
 	res := Results{
 		Command:   "go run ./bench/transports " + strings.Join(os.Args[1:], " "),
 		Started:   began.UTC().Format(time.RFC3339),
-		Machine:   describeMachine(),
+		Machine:   report.DescribeMachine(),
 		N:         o.n,
 		Publishes: o.publishes,
 	}
@@ -191,7 +180,7 @@ func idleCost(srv *server, f *fleet, o options, r *TransportResult) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	if err := waitFor(60*time.Second, func() bool { return f.ready.Load() == int64(o.n) || f.err() != nil }); err != nil {
+	if err := benchcmd.WaitFor(60*time.Second, func() bool { return f.ready.Load() == int64(o.n) || f.err() != nil }); err != nil {
 		return fmt.Errorf("%d of %d %s clients established: %w", f.ready.Load(), o.n, f.transport, err)
 	}
 	if err := f.err(); err != nil {
@@ -246,7 +235,7 @@ func delivery(srv *server, f *fleet, o options, r *TransportResult) error {
 		if seq != uint64(i) {
 			return fmt.Errorf("publish %d got seq %d: the key was not fresh", i, seq)
 		}
-		if err := waitFor(o.deliver, func() bool { return f.received(seq) == int64(o.n) || f.err() != nil }); err != nil {
+		if err := benchcmd.WaitFor(o.deliver, func() bool { return f.received(seq) == int64(o.n) || f.err() != nil }); err != nil {
 			return fmt.Errorf("publish %d reached %d of %d clients: %w", i, f.received(seq), o.n, err)
 		}
 		if err := f.err(); err != nil {
@@ -263,8 +252,9 @@ func delivery(srv *server, f *fleet, o options, r *TransportResult) error {
 	}
 	r.Dropped, r.SlowCloses = st.Dropped, st.SlowCloses
 	delays := f.measured()
+	slices.Sort(delays)
 	r.Deliveries = len(delays)
-	r.P50Ms, r.P99Ms, r.MaxMs = percentileMs(delays, 50), percentileMs(delays, 99), percentileMs(delays, 100)
+	r.P50Ms, r.P99Ms, r.MaxMs = ms(report.Quantile(delays, 0.50)), ms(report.Quantile(delays, 0.99)), ms(report.Quantile(delays, 1))
 	r.CPUSeconds = cpu1 - cpu0
 	if r.Deliveries > 0 {
 		r.CPUPerDeliveryUs = r.CPUSeconds * 1e6 / float64(r.Deliveries)
@@ -274,18 +264,4 @@ func delivery(srv *server, f *fleet, o options, r *TransportResult) error {
 	return nil
 }
 
-// errTimeout is returned by waitFor when its condition does not hold in
-// time.
-var errTimeout = errors.New("timed out")
-
-// waitFor polls cond every millisecond until it holds or limit is up.
-func waitFor(limit time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w after %v", errTimeout, limit)
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
-	return nil
-}
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

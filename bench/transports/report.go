@@ -2,14 +2,11 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
-	"time"
+
+	"github.com/pushgateway/push_gateway/bench/internal/report"
 )
 
 // Results is one run: results.json holds it as is.
@@ -17,18 +14,10 @@ type Results struct {
 	Command    string            `json:"command"`
 	Started    string            `json:"started"`
 	Seconds    float64           `json:"seconds"`
-	Machine    Machine           `json:"machine"`
+	Machine    report.Machine    `json:"machine"`
 	N          int               `json:"n"`
 	Publishes  int               `json:"publishes"`
 	Transports []TransportResult `json:"transports"`
-}
-
-// Machine says where the run happened.
-type Machine struct {
-	CPU    string `json:"cpu"`
-	CPUs   int    `json:"cpus"`
-	Kernel string `json:"kernel"`
-	Go     string `json:"go"`
 }
 
 // TransportResult is what one transport cost.
@@ -53,34 +42,6 @@ type TransportResult struct {
 	Dropped               int64   `json:"dropped"`
 	SlowCloses            int64   `json:"slow_consumer_closes"`
 	Error                 string  `json:"error,omitempty"`
-}
-
-// percentileMs answers the p-th percentile of ds (nearest rank), in ms.
-func percentileMs(ds []time.Duration, p float64) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(float64(len(s))*p/100+0.999999) - 1
-	i = min(max(i, 0), len(s)-1)
-	return float64(s[i]) / float64(time.Millisecond)
-}
-
-func describeMachine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if name, val, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
-				m.CPU = strings.TrimSpace(val)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	return m
 }
 
 // markdown renders the results as a table with the run's context.
@@ -119,18 +80,5 @@ func (r Results) write(dir string) error {
 	if dir == "" {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	js, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding results: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(js, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing results.json: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "results.md"), md, 0o644); err != nil {
-		return fmt.Errorf("writing results.md: %w", err)
-	}
-	return nil
+	return report.WriteFiles(dir, r, md)
 }

@@ -2,15 +2,10 @@ package main
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/pushgateway/push_gateway/bench/internal/gwadmin"
@@ -60,35 +55,6 @@ type server struct {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
-// buildCaddy builds ./cmd/caddy of the module at root into dir.
-func buildCaddy(root, dir string) (string, error) {
-	bin := filepath.Join(dir, "caddy")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building caddy: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// moduleRoot finds the directory of go.mod from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding the module root: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("finding the module root: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // startCaddy writes the Caddyfile into dir, runs bin with it and waits
 // until the admin endpoint answers; withTLS adds a TLS site.
 func startCaddy(bin, dir string, withTLS bool) (*server, error) {
@@ -98,23 +64,13 @@ func startCaddy(bin, dir string, withTLS bool) (*server, error) {
 		return nil, err
 	}
 	ap, cp, tp := ports[0], ports[1], ports[2]
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating caddy's directory: %w", err)
-	}
-	cf := filepath.Join(dir, "Caddyfile")
 	cfg := fmt.Appendf(nil, caddyfile, ap, cp, route)
 	tlsAddr := ""
 	if withTLS {
 		cfg = fmt.Appendf(cfg, tlsSite, tp, route)
 		tlsAddr = fmt.Sprintf("127.0.0.1:%d", tp)
 	}
-	if err := os.WriteFile(cf, cfg, 0o644); err != nil {
-		return nil, fmt.Errorf("writing Caddyfile: %w", err)
-	}
-	cmd := serverproc.CaddyCommand(bin, cf, dir)
-	// A runner killed by a signal takes caddy along.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p, err := serverproc.Start("caddy", cmd, filepath.Join(dir, "caddy.log"), nil)
+	p, err := serverproc.StartCaddy(bin, dir, cfg)
 	if err != nil {
 		return nil, err
 	}

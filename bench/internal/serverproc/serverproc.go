@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -132,4 +133,20 @@ func CaddyCommand(bin, path, home string) *exec.Cmd {
 	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+home, "XDG_CONFIG_HOME="+home)
 	return cmd
+}
+
+// StartCaddy writes cfg as dir/Caddyfile and runs the caddy binary bin on
+// it, logging to dir/caddy.log. A runner killed by a signal takes caddy
+// along, so that no server outlives an interrupted run.
+func StartCaddy(bin, dir string, cfg []byte) (*Proc, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating caddy's directory: %w", err)
+	}
+	cf := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cf, cfg, 0o644); err != nil {
+		return nil, fmt.Errorf("writing Caddyfile: %w", err)
+	}
+	cmd := CaddyCommand(bin, cf, dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return Start("caddy", cmd, filepath.Join(dir, "caddy.log"), nil)
 }
