@@ -183,18 +183,9 @@ func (e *Engine) serveEngineIO(w http.ResponseWriter, r *http.Request, route *Ro
 			return writeError(w, http.StatusBadRequest, "unknown sid: there is no polling session to upgrade")
 		}
 	}
-	u := ws.HTTPUpgrader{Timeout: upgradeTimeout}
-	nc, rw, _, err := u.Upgrade(r, w)
+	nc, buffered, err := upgrade(w, r)
 	if err != nil {
-		if nc != nil {
-			_ = nc.Close()
-		}
-		return fmt.Errorf("upgrading to websocket: %w", err)
-	}
-	var buffered []byte
-	if rw != nil && rw.Reader.Buffered() > 0 {
-		b, _ := rw.Reader.Peek(rw.Reader.Buffered())
-		buffered = append([]byte(nil), b...)
+		return err
 	}
 	if up != nil {
 		return up.pl.attachProbe(up, nc, buffered)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -14,6 +15,28 @@ import (
 
 // upgradeTimeout bounds the handshake write after the hijack.
 const upgradeTimeout = 10 * time.Second
+
+// upgrade answers the WebSocket handshake on the hijacked connection and
+// returns it with the bytes the HTTP server had already read past the
+// request (a client may send its first frames right behind it): they belong
+// to the connection and are handed to netpoll first.
+func upgrade(w http.ResponseWriter, r *http.Request) (net.Conn, []byte, error) {
+	u := ws.HTTPUpgrader{Timeout: upgradeTimeout}
+	nc, rw, _, err := u.Upgrade(r, w)
+	if err != nil {
+		// gobwas has answered the client on the hijacked connection.
+		if nc != nil {
+			_ = nc.Close()
+		}
+		return nil, nil, fmt.Errorf("upgrading to websocket: %w", err)
+	}
+	var buffered []byte
+	if rw != nil && rw.Reader.Buffered() > 0 {
+		b, _ := rw.Reader.Peek(rw.Reader.Buffered())
+		buffered = append([]byte(nil), b...)
+	}
+	return nc, buffered, nil
+}
 
 // urlFollow is a key given on the URL, answered like a register message.
 type urlFollow struct {
@@ -83,19 +106,9 @@ func (e *Engine) serveWebSocket(w http.ResponseWriter, r *http.Request, route *R
 	if e.closing.Load() {
 		return writeError(w, http.StatusServiceUnavailable, "gateway shutting down")
 	}
-	u := ws.HTTPUpgrader{Timeout: upgradeTimeout}
-	nc, rw, _, err := u.Upgrade(r, w)
+	nc, buffered, err := upgrade(w, r)
 	if err != nil {
-		// gobwas has answered the client on the hijacked connection.
-		if nc != nil {
-			_ = nc.Close()
-		}
-		return fmt.Errorf("upgrading to websocket: %w", err)
-	}
-	var buffered []byte
-	if rw != nil && rw.Reader.Buffered() > 0 {
-		b, _ := rw.Reader.Peek(rw.Reader.Buffered())
-		buffered = append([]byte(nil), b...)
+		return err
 	}
 
 	s := &wsSession{e: e, route: route}
