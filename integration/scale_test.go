@@ -18,39 +18,24 @@ import (
 func dialMany(t testing.TB, count int, urlFor func(i int) string, o DialOpts, registered bool) []*Client {
 	t.Helper()
 	clients := make([]*Client, count)
-	errs := make(chan error, count)
-	sem := make(chan struct{}, 64)
-	var wg sync.WaitGroup
-	for i := range count {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c, _, err := TryDial(t, urlFor(i), o)
-			if err != nil {
-				errs <- fmt.Errorf("client %d: %w", i, err)
-				return
-			}
-			clients[i] = c
-			if !registered {
-				return
-			}
-			m, err := c.NextMsg(30 * time.Second)
-			if err != nil {
-				errs <- fmt.Errorf("client %d: %w", i, err)
-				return
-			}
-			if m.Type != "registered" {
-				errs <- fmt.Errorf("client %d: want registered, got %s", i, m.Raw)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	inParallel(t, count, dialLimit, func(i int) error {
+		c, _, err := TryDial(t, urlFor(i), o)
+		if err != nil {
+			return fmt.Errorf("client %d: %w", i, err)
+		}
+		clients[i] = c
+		if !registered {
+			return nil
+		}
+		m, err := c.NextMsg(30 * time.Second)
+		if err != nil {
+			return fmt.Errorf("client %d: %w", i, err)
+		}
+		if m.Type != "registered" {
+			return fmt.Errorf("client %d: want registered, got %s", i, m.Raw)
+		}
+		return nil
+	})
 	return clients
 }
 

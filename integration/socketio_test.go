@@ -153,39 +153,25 @@ func TestSocketIOIdleGoroutines(t *testing.T) {
 	clients := dialMany(t, count, func(int) string {
 		return n.WSURL("/realtime/?EIO=4&transport=websocket")
 	}, DialOpts{}, false)
-	errs := make(chan error, count)
-	sem := make(chan struct{}, 64)
-	for i, c := range clients {
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem }()
-			if open, err := sioTryNext(c, 30*time.Second); err != nil || !strings.HasPrefix(open, "0{") {
-				errs <- fmt.Errorf("client %d: open %q %v", i, open, err)
-				return
-			}
-			key := fmt.Sprintf("%s-%d", keyBase, i%50)
-			if err := c.WriteFrame(true, opText, []byte("40/realtime,"), true); err != nil {
-				errs <- err
-				return
-			}
-			if err := c.WriteFrame(true, opText, []byte(`42/realtime,["register",{"sdk_key":"`+key+`"}]`), true); err != nil {
-				errs <- err
-				return
-			}
-			for _, want := range []string{`40/realtime,{"sid":`, `42/realtime,["update",""]`} {
-				if got, err := sioTryNext(c, 30*time.Second); err != nil || !strings.HasPrefix(got, want) {
-					errs <- fmt.Errorf("client %d: got %q %v, want %s…", i, got, err, want)
-					return
-				}
-			}
-			errs <- nil
-		}()
-	}
-	for range count {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+	inParallel(t, count, dialLimit, func(i int) error {
+		c := clients[i]
+		if open, err := sioTryNext(c, 30*time.Second); err != nil || !strings.HasPrefix(open, "0{") {
+			return fmt.Errorf("client %d: open %q %v", i, open, err)
 		}
-	}
+		key := fmt.Sprintf("%s-%d", keyBase, i%50)
+		if err := c.WriteFrame(true, opText, []byte("40/realtime,"), true); err != nil {
+			return err
+		}
+		if err := c.WriteFrame(true, opText, []byte(`42/realtime,["register",{"sdk_key":"`+key+`"}]`), true); err != nil {
+			return err
+		}
+		for _, want := range []string{`40/realtime,{"sid":`, `42/realtime,["update",""]`} {
+			if got, err := sioTryNext(c, 30*time.Second); err != nil || !strings.HasPrefix(got, want) {
+				return fmt.Errorf("client %d: got %q %v, want %s…", i, got, err, want)
+			}
+		}
+		return nil
+	})
 	t.Logf("%d socket.io connections registered in %v", count, time.Since(start))
 	var last Stats
 	eventually(t, 60*time.Second, func() (bool, string) {

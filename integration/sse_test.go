@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -345,49 +344,33 @@ func openRawSSE(t testing.TB, addr string, count int, pathFor func(i int) string
 			}
 		}
 	})
-	errs := make(chan error, count)
-	sem := make(chan struct{}, 64)
-	var wg sync.WaitGroup
-	for i := range count {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	inParallel(t, count, dialLimit, func(i int) error {
+		nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		conns[i] = nc
+		_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+		req := "GET " + pathFor(i) + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+		if _, err := io.WriteString(nc, req); err != nil {
+			return err
+		}
+		// Read the head and the prelude (the position event may follow).
+		br := bufio.NewReaderSize(nc, 512)
+		var seen strings.Builder
+		for !strings.Contains(seen.String(), ssePrelude) {
+			l, err := br.ReadString('\n')
+			seen.WriteString(l)
 			if err != nil {
-				errs <- err
-				return
+				return fmt.Errorf("stream %d: %q: %w", i, seen.String(), err)
 			}
-			conns[i] = nc
-			_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
-			req := "GET " + pathFor(i) + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
-			if _, err := io.WriteString(nc, req); err != nil {
-				errs <- err
-				return
-			}
-			// Read the head and the prelude (the position event may follow).
-			br := bufio.NewReaderSize(nc, 512)
-			var seen strings.Builder
-			for !strings.Contains(seen.String(), ssePrelude) {
-				l, err := br.ReadString('\n')
-				seen.WriteString(l)
-				if err != nil {
-					errs <- fmt.Errorf("stream %d: %q: %w", i, seen.String(), err)
-					return
-				}
-			}
-			if !strings.HasPrefix(seen.String(), "HTTP/1.1 200 ") {
-				errs <- fmt.Errorf("stream %d: %q", i, seen.String())
-			}
-			_ = nc.SetDeadline(time.Time{})
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+		}
+		if !strings.HasPrefix(seen.String(), "HTTP/1.1 200 ") {
+			return fmt.Errorf("stream %d: %q", i, seen.String())
+		}
+		_ = nc.SetDeadline(time.Time{})
+		return nil
+	})
 	return conns
 }
 
@@ -434,31 +417,17 @@ func TestSSEIdleScale(t *testing.T) {
 				tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
 				t.Cleanup(tr.CloseIdleConnections)
 				client := &http.Client{Transport: tr}
-				sem := make(chan struct{}, 64)
-				errs := make(chan error, count)
-				var wg sync.WaitGroup
-				for i := range count {
-					wg.Add(1)
-					sem <- struct{}{}
-					go func() {
-						defer wg.Done()
-						defer func() { <-sem }()
-						c, status, body, err := trySSE(client, sseURL(base, fmt.Sprintf("%s-%d", key, i%50), ""), nil)
-						if err != nil || c == nil {
-							errs <- fmt.Errorf("stream %d: %d %s %v", i, status, body, err)
-							return
-						}
-						t.Cleanup(c.Close)
-						if c.resp.ProtoMajor != 2 {
-							errs <- fmt.Errorf("stream %d over %s", i, c.resp.Proto)
-						}
-					}()
-				}
-				wg.Wait()
-				close(errs)
-				for err := range errs {
-					t.Fatal(err)
-				}
+				inParallel(t, count, dialLimit, func(i int) error {
+					c, status, body, err := trySSE(client, sseURL(base, fmt.Sprintf("%s-%d", key, i%50), ""), nil)
+					if err != nil || c == nil {
+						return fmt.Errorf("stream %d: %d %s %v", i, status, body, err)
+					}
+					t.Cleanup(c.Close)
+					if c.resp.ProtoMajor != 2 {
+						return fmt.Errorf("stream %d over %s", i, c.resp.Proto)
+					}
+					return nil
+				})
 			},
 			maxGoroutines: 2 * count, // measured, not a goal: one handler goroutine each
 			count:         func(s Stats) int64 { return s.Connections.SSE },
