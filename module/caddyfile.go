@@ -207,46 +207,44 @@ func singleArg(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
-// durationArg reads a positive duration into dst.
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+// parsedArg reads the subdirective's one argument into dst through parse,
+// which reports false for a value it refuses; the error names the
+// subdirective, the value and what is wanted.
+func parsedArg[T any](d *caddyfile.Dispenser, dst *T, kind, want string, parse func(string) (T, bool)) error {
 	name, v := d.Val(), ""
 	if err := singleArg(d, &v); err != nil {
 		return err
 	}
-	dur, err := caddy.ParseDuration(v)
-	if err != nil || dur <= 0 {
-		return d.Errf("%s: invalid duration %q: want a positive duration like 25s", name, v)
+	x, ok := parse(v)
+	if !ok {
+		return d.Errf("%s: invalid %s %q: want %s", name, kind, v, want)
 	}
-	*dst = caddy.Duration(dur)
+	*dst = x
 	return nil
+}
+
+// durationArg reads a positive duration into dst.
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	return parsedArg(d, dst, "duration", "a positive duration like 25s", func(v string) (caddy.Duration, bool) {
+		dur, err := caddy.ParseDuration(v)
+		return caddy.Duration(dur), err == nil && dur > 0
+	})
 }
 
 // countArg reads a positive integer into dst.
 func countArg(d *caddyfile.Dispenser, dst *int) error {
-	name, v := d.Val(), ""
-	if err := singleArg(d, &v); err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		return d.Errf("%s: invalid count %q: want a positive integer", name, v)
-	}
-	*dst = n
-	return nil
+	return parsedArg(d, dst, "count", "a positive integer", func(v string) (int, bool) {
+		n, err := strconv.Atoi(v)
+		return n, err == nil && n > 0
+	})
 }
 
 // sizeArg reads a positive byte size into dst: bytes, or a number with a unit.
 func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
-	name, v := d.Val(), ""
-	if err := singleArg(d, &v); err != nil {
-		return err
-	}
-	n, err := humanize.ParseBytes(v)
-	if err != nil || n == 0 || n > math.MaxInt64 {
-		return d.Errf("%s: invalid size %q: want bytes or a size like 64KiB", name, v)
-	}
-	*dst = int64(n)
-	return nil
+	return parsedArg(d, dst, "size", "bytes or a size like 64KiB", func(v string) (int64, bool) {
+		n, err := humanize.ParseBytes(v)
+		return int64(n), err == nil && n > 0 && n <= math.MaxInt64
+	})
 }
 
 // Interface guards.
