@@ -95,7 +95,7 @@ func pollEventually(t testing.TB, timeout time.Duration, what string, cond func(
 }
 
 func followers(e *Engine, key string) int {
-	info, _ := e.hub.KeyInfo(key)
+	info, _, _ := e.hub.KeyInfo(key)
 	return info.Followers
 }
 

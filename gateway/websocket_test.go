@@ -281,14 +281,14 @@ func TestConfigureRestoresDefaults(t *testing.T) {
 	for range 5 {
 		e.Hub().Publish("k", "", []byte("1"))
 	}
-	if info, _ := e.Hub().KeyInfo("k"); info.History != 2 {
+	if info, _, _ := e.Hub().KeyInfo("k"); info.History != 2 {
 		t.Fatalf("history %d, want 2", info.History)
 	}
 	e.Configure(Config{})
 	for range 5 {
 		e.Hub().Publish("k", "", []byte("1"))
 	}
-	if info, _ := e.Hub().KeyInfo("k"); info.History != 7 {
+	if info, _, _ := e.Hub().KeyInfo("k"); info.History != 7 {
 		t.Fatalf("history %d after dropping history_size, want 7 (default %d)", info.History, hub.DefaultHistorySize)
 	}
 }

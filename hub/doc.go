@@ -32,6 +32,20 @@
 // bounded queue is full reports false, the hub stops delivering to it and
 // calls Close(ReasonSlowConsumer) once, after releasing the lock.
 //
+// # Cluster mode
+//
+// With WithBroker, seqs, epochs and history live in a store shared by every
+// gateway node (package broker/redis) and the hub mirrors the keys this node
+// has followers for (broker.go, mirror.go). Publish asks the store for the
+// seq; the message comes back to every tracking node through Sink.Apply and
+// is fanned out from there, under the shard lock, exactly as on a single
+// node. A Follow that arrives before the key's state does is answered when
+// it arrives (Sink.Sync), under the same lock, so I1 holds across nodes. A
+// message that does not follow the mirror's newest seq is held while the
+// broker refills the gap from the store's history; when the store no longer
+// has it, or its epoch changed, followers get resync (I7). The broker calls
+// the Sink from its own goroutines.
+//
 // # Goroutines and safety
 //
 // A Hub owns exactly one goroutine, the sweeper started by New, which expires

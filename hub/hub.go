@@ -18,6 +18,9 @@ type Hub struct {
 	shards [numShards]shard
 	seed   maphash.Seed
 
+	// broker is the cluster-mode store (WithBroker); nil on a single node.
+	broker Broker
+
 	cfg   atomic.Pointer[config]
 	cfgMu sync.Mutex // serialises Configure
 
@@ -37,7 +40,8 @@ type Hub struct {
 	evictMu sync.Mutex // held by the one goroutine enforcing the global cap
 
 	keys       atomic.Int64
-	published  atomic.Uint64 // also the publish order of messages
+	published  atomic.Uint64 // publishes through this hub
+	order      atomic.Uint64 // the order messages entered this hub's history, for eviction
 	delivered  atomic.Uint64
 	dropped    atomic.Uint64
 	slowCloses atomic.Uint64
@@ -61,7 +65,12 @@ func New(opts ...Option) *Hub {
 	for i := range h.shards {
 		h.shards[i].keys = make(map[string]*keyState)
 	}
+	h.broker = c.broker
+	c.broker = nil // Configure must not look as if it could change it
 	h.cfg.Store(&c)
+	if h.broker != nil {
+		h.broker.Start(h)
+	}
 	interval := c.sweepInterval
 	if interval == 0 {
 		interval = DefaultSweepInterval
@@ -175,12 +184,11 @@ func (h *Hub) publish(key, event string, data []byte, confirm bool) (Published, 
 	if h.closed.Load() {
 		return Published{}, nil, ErrClosed
 	}
+	if h.broker != nil {
+		return h.publishMirror(key, event, data, confirm)
+	}
 	m := &Message{Event: event, Data: data}
-	// Followers that overflow are closed after unlocking; a few fit on the
-	// stack so that the common case allocates nothing.
-	var slowBuf [8]*Subscription
-	slow := slowBuf[:0]
-	delivered, dropped := 0, 0
+	var out fanOut
 
 	sh := h.shardFor(key)
 	sh.mu.Lock()
@@ -188,19 +196,49 @@ func (h *Hub) publish(key, event string, data []byte, confirm bool) (Published, 
 	// which trims under the same lock after storing, never misses a message.
 	cfg := h.cfg.Load()
 	ks := h.keyStateLocked(sh, key)
-	ks.seq++
-	m.Key, m.Epoch, m.Seq = ks.key, ks.epoch, ks.seq
+	m.Key, m.Epoch, m.Seq = ks.key, ks.epoch, ks.seq+1
 	m.TS = cfg.now().UnixMilli()
-	m.order = h.published.Add(1)
+	h.published.Add(1)
+	var conf *Confirmation
+	if confirm {
+		conf = newConfirmation(sh, ks, m.Seq)
+	}
+	h.applyLocked(sh, ks, m, conf, &out)
+	p := Published{Key: ks.key, Epoch: ks.epoch, Seq: m.Seq, LocalReceivers: out.delivered}
+	if conf != nil {
+		conf.startLocked()
+	}
+	sh.mu.Unlock()
+
+	h.finish(&out)
+	return p, conf, nil
+}
+
+// fanOut collects what applying messages under a shard lock leaves to do
+// once the lock is released. A few slow followers fit without allocating.
+type fanOut struct {
+	delivered, dropped int
+	slowBuf            [8]*Subscription
+	slow               []*Subscription
+}
+
+// applyLocked makes m, the message after ks.seq, the key's newest: it stamps
+// its order, appends it to history and queues it to every follower. With
+// conf, the followers it was queued to are recorded for acknowledgement.
+// The caller holds sh.mu.
+func (h *Hub) applyLocked(sh *shard, ks *keyState, m *Message, conf *Confirmation, out *fanOut) {
+	cfg := h.cfg.Load()
+	ks.seq = m.Seq
+	m.order = h.order.Add(1)
 	if cfg.historySize > 0 {
 		h.appendLocked(sh, ks, m, cfg.historySize)
 	} else if len(ks.followers) == 0 {
 		sh.sweepEmpty = true
 	}
-	var conf *Confirmation
-	if confirm {
-		conf = newConfirmation(sh, ks, m.Seq)
+	if out.slow == nil {
+		out.slow = out.slowBuf[:0]
 	}
+	delivered := 0
 	for i := range ks.followers {
 		fl := &ks.followers[i]
 		if fl.sub.stopped.Load() {
@@ -213,57 +251,76 @@ func (h *Hub) publish(key, event string, data []byte, confirm bool) (Published, 
 			}
 			continue
 		}
-		dropped++
+		out.dropped++
 		if fl.sub.stopped.CompareAndSwap(false, true) {
-			slow = append(slow, fl.sub)
+			out.slow = append(out.slow, fl.sub)
 		}
 	}
-	p := Published{Key: ks.key, Epoch: ks.epoch, Seq: m.Seq, LocalReceivers: delivered}
 	if conf != nil {
 		conf.written = delivered
-		conf.startLocked()
 	}
-	sh.mu.Unlock()
+	out.delivered += delivered
+	if ks.mir != nil {
+		ks.mir.appliedLocked(sh, ks, m, delivered)
+	}
+}
 
-	if delivered > 0 {
-		h.delivered.Add(uint64(delivered))
+// finish does, without locks, what applying left: counters, closing slow
+// followers, the global history cap.
+func (h *Hub) finish(out *fanOut) {
+	if out.delivered > 0 {
+		h.delivered.Add(uint64(out.delivered))
 	}
-	if dropped > 0 {
-		h.dropped.Add(uint64(dropped))
+	if out.dropped > 0 {
+		h.dropped.Add(uint64(out.dropped))
 	}
-	for _, s := range slow {
+	for _, s := range out.slow {
 		h.slowCloses.Add(1)
 		s.f.Close(ReasonSlowConsumer)
 	}
 	h.enforceCap()
-	return p, conf, nil
 }
 
 // KeyInfo describes key. It reports false when the key has neither history
-// nor followers.
-func (h *Hub) KeyInfo(key string) (KeyInfo, bool) {
+// nor followers. In cluster mode the seq, epoch and history come from the
+// shared store and Followers counts this node's; the error then wraps
+// ErrUnavailable when the store cannot be read.
+func (h *Hub) KeyInfo(key string) (KeyInfo, bool, error) {
 	if ValidKey(key) != nil {
-		return KeyInfo{}, false
+		return KeyInfo{}, false, nil
+	}
+	if h.broker != nil {
+		return h.keyInfoMirror(key)
 	}
 	sh := h.shardFor(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	ks := sh.keys[key]
 	if ks == nil || (ks.hist.n == 0 && len(ks.followers) == 0) {
-		return KeyInfo{}, false
+		return KeyInfo{}, false, nil
 	}
-	return ks.infoLocked(), true
+	return ks.infoLocked(), true, nil
 }
 
 // DropKey forgets key: its history goes, the next Publish or Follow gets a
 // new epoch and seq restarts at 1. Every follower of key is unfollowed from
 // it and closed with ReasonKeyDropped (the whole connection: its client must
 // resync). It returns the key as it was, and false when the key had neither
-// history nor followers.
-func (h *Hub) DropKey(key string) (KeyInfo, bool) {
+// history nor followers. In cluster mode the key is dropped from the shared
+// store and on every node.
+func (h *Hub) DropKey(key string) (KeyInfo, bool, error) {
 	if ValidKey(key) != nil {
-		return KeyInfo{}, false
+		return KeyInfo{}, false, nil
 	}
+	if h.broker != nil {
+		return h.dropKeyMirror(key)
+	}
+	info, ok := h.dropLocal(key)
+	return info, ok, nil
+}
+
+// dropLocal is DropKey on this hub's own state.
+func (h *Hub) dropLocal(key string) (KeyInfo, bool) {
 	sh := h.shardFor(key)
 	sh.mu.Lock()
 	ks := sh.keys[key]

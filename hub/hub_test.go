@@ -28,12 +28,12 @@ func TestPublishSeqAndEpoch(t *testing.T) {
 	if p1.Key != "a" || p1.LocalReceivers != 0 {
 		t.Fatalf("published %+v", p1)
 	}
-	info, ok := h.KeyInfo("a")
+	info, ok, _ := h.KeyInfo("a")
 	want := hub.KeyInfo{Key: "a", Epoch: p1.Epoch, Seq: 3, History: 3}
 	if !ok || info != want {
 		t.Fatalf("KeyInfo(a) = %+v, %v; want %+v", info, ok, want)
 	}
-	if _, ok := h.KeyInfo("nope"); ok {
+	if _, ok, _ := h.KeyInfo("nope"); ok {
 		t.Fatal("KeyInfo of an unknown key reported ok")
 	}
 	st := h.Stats()
@@ -166,7 +166,7 @@ func TestFollowAndResume(t *testing.T) {
 		// The key's history expired and its state was forgotten: a client of
 		// the old epoch that had seen nothing must still hear of the loss.
 		old := publish(t, h, "lost", "1")
-		if _, ok := h.DropKey("lost"); !ok {
+		if _, ok, _ := h.DropKey("lost"); !ok {
 			t.Fatal("drop")
 		}
 		publish(t, h, "lost", "new")
@@ -214,7 +214,7 @@ func TestHistoryTTL(t *testing.T) {
 	clock.Advance(6 * time.Second) // first is 11s old, second 6s
 	h.SweepNow()
 	checkInvariants(t, h)
-	info, ok := h.KeyInfo("k")
+	info, ok, _ := h.KeyInfo("k")
 	if !ok || info.History != 1 || info.Seq != 2 {
 		t.Fatalf("after expiry: %+v %v; want one message held, seq 2", info, ok)
 	}
@@ -232,7 +232,7 @@ func TestHistoryTTL(t *testing.T) {
 	clock.Advance(10 * time.Second)
 	h.SweepNow()
 	checkInvariants(t, h)
-	if info, ok := h.KeyInfo("k"); ok {
+	if info, ok, _ := h.KeyInfo("k"); ok {
 		t.Fatalf("expired key without followers still known: %+v", info)
 	}
 	if n := h.Stats().Keys; n != 0 {
@@ -283,7 +283,7 @@ func TestGlobalCapEvictsOldestFirst(t *testing.T) {
 	}
 	// The two newest rounds survive: every key holds seqs 3 and 4.
 	for _, k := range keys {
-		info, ok := h.KeyInfo(k)
+		info, ok, _ := h.KeyInfo(k)
 		if !ok || info.History != 2 || info.Seq != 4 {
 			t.Fatalf("%s: %+v %v, want history 2, seq 4", k, info, ok)
 		}
@@ -338,7 +338,7 @@ func TestGlobalCapKeepsFollowedKeyEpoch(t *testing.T) {
 	}
 	// hot's only message was evicted, but the key is followed: its seq and
 	// epoch stay, and a since inside the lost range gets resync.
-	info, ok := h.KeyInfo("hot")
+	info, ok, _ := h.KeyInfo("hot")
 	if !ok || info.History != 0 || info.Seq != 1 || info.Epoch != p.Epoch || info.Followers != 1 {
 		t.Fatalf("hot: %+v %v", info, ok)
 	}
@@ -362,7 +362,7 @@ func TestRefollow(t *testing.T) {
 	if got, want := seqs(r.take()), []string{"registered:1", "registered:1", "message:1"}; !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
-	if info, _ := h.KeyInfo("k"); info.Followers != 1 {
+	if info, _, _ := h.KeyInfo("k"); info.Followers != 1 {
 		t.Fatalf("followers %d, want 1", info.Followers)
 	}
 	if p := publish(t, h, "k", "2"); p.LocalReceivers != 1 {
@@ -440,7 +440,7 @@ func TestDropKey(t *testing.T) {
 	}
 	r2, s2 := follow(t, h, "k", 0, "", false)
 
-	info, ok := h.DropKey("k")
+	info, ok, _ := h.DropKey("k")
 	want := hub.KeyInfo{Key: "k", Epoch: p.Epoch, Seq: 2, History: 2, Followers: 2}
 	if !ok || info != want {
 		t.Fatalf("DropKey = %+v %v, want %+v", info, ok, want)
@@ -465,10 +465,10 @@ func TestDropKey(t *testing.T) {
 	if len(r1.take())+len(r2.take()) != 0 {
 		t.Fatal("dropped followers got a message")
 	}
-	if _, ok := h.DropKey("unknown"); ok {
+	if _, ok, _ := h.DropKey("unknown"); ok {
 		t.Fatal("DropKey(unknown) = true")
 	}
-	if _, ok := h.DropKey(""); ok {
+	if _, ok, _ := h.DropKey(""); ok {
 		t.Fatal("DropKey(\"\") = true")
 	}
 	// Closed by the hub: further Follow calls fail.
@@ -542,13 +542,13 @@ func TestConfigure(t *testing.T) {
 	}
 	h.Configure(hub.WithHistorySize(4))
 	checkInvariants(t, h)
-	if info, _ := h.KeyInfo("k"); info.History != 4 {
+	if info, _, _ := h.KeyInfo("k"); info.History != 4 {
 		t.Fatalf("history %d after shrinking to 4", info.History)
 	}
 	// 10 messages published at minutes 0..9, now is minute 10: a 5m TTL
 	// keeps minutes 6..9 (all 4 held), 3m keeps 7..9.
 	h.Configure(hub.WithHistoryTTL(3*time.Minute + time.Second))
-	if info, _ := h.KeyInfo("k"); info.History != 3 {
+	if info, _, _ := h.KeyInfo("k"); info.History != 3 {
 		t.Fatalf("history %d after TTL 3m, want 3", info.History)
 	}
 	h.Configure(hub.WithHistoryMaxBytes(1))
@@ -559,7 +559,7 @@ func TestConfigure(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		publish(t, h, "k", "x")
 	}
-	if info, _ := h.KeyInfo("k"); info.History != 2 {
+	if info, _, _ := h.KeyInfo("k"); info.History != 2 {
 		t.Fatalf("history %d, want 2", info.History)
 	}
 	checkInvariants(t, h)
@@ -598,7 +598,7 @@ func TestMaxKeysPerConn(t *testing.T) {
 			t.Fatalf("unlimited: %v", err)
 		}
 	}
-	if _, ok := h.KeyInfo("c"); !ok {
+	if _, ok, _ := h.KeyInfo("c"); !ok {
 		t.Fatal("followed key c unknown")
 	}
 }

@@ -11,6 +11,7 @@ type config struct {
 	maxKeysPerConn int           // 0: unlimited
 	now            func() time.Time
 	sweepInterval  time.Duration // read by New only
+	broker         Broker        // read by New only; nil: single node
 }
 
 func defaultConfig() config {
@@ -71,4 +72,12 @@ func WithClock(now func() time.Time) Option {
 // A negative value disables the sweeper (tests drive expiry themselves).
 func WithSweepInterval(d time.Duration) Option {
 	return func(c *config) { c.sweepInterval = d }
+}
+
+// WithBroker puts the hub in cluster mode: seqs, epochs and history live in
+// the store behind b, shared with other nodes, and the hub mirrors the keys
+// it has followers for (see broker.go). Only New honours it: a running hub
+// cannot change its broker. New calls b.Start with the hub.
+func WithBroker(b Broker) Option {
+	return func(c *config) { c.broker = b }
 }

@@ -42,6 +42,12 @@ func (h *Hub) Read(key string, since uint64, epoch string) (ReadResult, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	ks := h.keyStateLocked(sh, key)
+	if ks.mir != nil && !ks.mir.synced {
+		var err error
+		if ks, err = h.waitSyncedLocked(sh, ks); err != nil {
+			return ReadResult{}, err
+		}
+	}
 	defer h.deleteIfEmptyLocked(sh, ks)
 	r := ReadResult{Epoch: ks.epoch, Seq: ks.seq}
 	from, ok := ks.coverLocked(since, epoch)

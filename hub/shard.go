@@ -49,6 +49,8 @@ type keyState struct {
 	// emptySince is when a state that never saw a message (seq 0) last
 	// became empty (unix ms); the sweeper deletes it emptyKeyGrace later.
 	emptySince int64
+	// mir is the cluster-mode part; nil without a Broker.
+	mir *mirror
 }
 
 // emptyKeyGrace is how long a key that never saw a message keeps its state,
@@ -80,9 +82,19 @@ func (h *Hub) keyStateLocked(sh *shard, key string) *keyState {
 		return ks
 	}
 	// Clone: the caller's key may point into a large request buffer.
-	ks := &keyState{key: strings.Clone(key), epoch: h.newEpoch()}
+	ks := &keyState{key: strings.Clone(key)}
 	sh.keys[key] = ks
 	h.keys.Add(1)
+	if h.broker == nil {
+		ks.epoch = h.newEpoch()
+		return ks
+	}
+	// Cluster mode: the store has the epoch; the first Sync brings it. A
+	// mirror nobody follows is dropped by the sweeper after the grace.
+	ks.mir = newMirror()
+	ks.emptySince = h.cfg.Load().now().UnixMilli()
+	sh.sweepEmpty = true
+	h.broker.Track(ks.key)
 	return ks
 }
 
@@ -95,6 +107,10 @@ func (h *Hub) deleteKeyLocked(sh *shard, ks *keyState) {
 	ks.dead = true
 	delete(sh.keys, ks.key)
 	h.keys.Add(-1)
+	if ks.mir != nil {
+		ks.mir.wakeLocked(ks, true)
+		h.broker.Untrack(ks.key)
+	}
 }
 
 // deleteIfEmptyLocked deletes ks when it has neither history nor
@@ -102,6 +118,16 @@ func (h *Hub) deleteKeyLocked(sh *shard, ks *keyState) {
 // not cost memory forever. A key that never saw a message is left to the
 // sweeper for emptyKeyGrace (see there). The caller holds sh.mu.
 func (h *Hub) deleteIfEmptyLocked(sh *shard, ks *keyState) {
+	if ks.mir != nil {
+		// A mirror stays while followed and for the grace after: its
+		// history is the store's, kept current at the cost of one
+		// subscription, and a poll client comes back within the grace.
+		if len(ks.followers) == 0 {
+			ks.emptySince = h.cfg.Load().now().UnixMilli()
+			sh.sweepEmpty = true
+		}
+		return
+	}
 	if ks.hist.n != 0 || len(ks.followers) != 0 {
 		return
 	}
@@ -117,6 +143,18 @@ func (h *Hub) deleteIfEmptyLocked(sh *shard, ks *keyState) {
 // reports whether any empty state is left waiting. The caller holds sh.mu.
 func (h *Hub) sweepEmptyLocked(sh *shard, nowMs int64) (waiting bool) {
 	for _, ks := range sh.keys {
+		if ks.mir != nil {
+			if len(ks.followers) != 0 {
+				continue
+			}
+			if nowMs-ks.emptySince < emptyKeyGrace.Milliseconds() {
+				waiting = true
+				continue
+			}
+			h.clearHistoryLocked(sh, ks)
+			h.deleteKeyLocked(sh, ks)
+			continue
+		}
 		if ks.hist.n != 0 || len(ks.followers) != 0 {
 			continue
 		}

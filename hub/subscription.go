@@ -126,6 +126,12 @@ func (s *Subscription) followLocked(key string, since uint64, epoch string, resu
 			s.keys = append(s.keys, ref)
 		}
 	}
+	if ks.mir != nil && !ks.mir.synced {
+		// Cluster mode, the key's state is on its way (Track): Sync
+		// registers the follower, under this lock, when it comes.
+		ks.mir.regs = append(ks.mir.regs, pendingReg{sub: s, ref: ref, since: since, epoch: epoch, resume: resume})
+		return true, 0, nil
+	}
 	ok, replayed = s.registerLocked(ks, since, epoch, resume)
 	return ok, replayed, nil
 }
