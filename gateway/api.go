@@ -21,6 +21,41 @@ type Config struct {
 	HistoryTTL      time.Duration // how long they are kept
 	HistoryMaxBytes int64         // global cap on history bytes, oldest evicted first
 	Workers         int           // netpoll worker goroutines; 0: derived from GOMAXPROCS
+
+	// Broker shares keys with the other nodes (cluster mode); nil keeps
+	// them in process. Only New reads it: the hub is built around it, so
+	// it cannot change on a reload. A Broker that is a HistoryConfigurer
+	// gets the history settings from New and every Configure.
+	Broker hub.Broker
+	// BrokerStatus reports the broker's state for Stats (a JSON-able
+	// value); nil reports the in-process broker, always up.
+	BrokerStatus func() any
+	// Registry lists the live nodes; nil lists only this one (single
+	// node). Only New reads it.
+	Registry hub.Registry
+	// Node is this node's identity; an empty ID takes DefaultNodeID's
+	// value, made once per Engine and kept across Configure.
+	Node NodeInfo
+	// NodeTTL is how long an announcement of the node lives; the node
+	// announces itself every NodeTTL/3. Default 3s.
+	NodeTTL time.Duration
+}
+
+// DefaultNodeTTL is the default Config.NodeTTL.
+const DefaultNodeTTL = 3 * time.Second
+
+// HistoryConfigurer is a Broker that keeps history itself and takes the
+// history settings (defaults filled in) from the Engine.
+type HistoryConfigurer interface {
+	Configure(historySize int, ttl time.Duration)
+}
+
+// NodeInfo is a node's identity, as Stats shows it and the node registry
+// lists it.
+type NodeInfo struct {
+	ID      string `json:"id"`
+	Address string `json:"address,omitempty"` // public base URL clients connect to, e.g. wss://gw1.example.com/realtime
+	Zone    string `json:"zone,omitempty"`
 }
 
 // RouteSettings are one handler's settings. A reload replaces them and live
@@ -62,4 +97,9 @@ type Stats struct {
 	Connections Connections `json:"connections"`
 	hub.Stats
 	Goroutines int `json:"goroutines"`
+	// Node is this node's identity.
+	Node NodeInfo `json:"node"`
+	// Broker is the broker's state: Config.BrokerStatus's value, or
+	// {"mode":"memory","state":"up"} for the in-process broker.
+	Broker any `json:"broker"`
 }

@@ -4,8 +4,11 @@
 // (register, unregister, ping, ack) against the hub.
 //
 // An Engine is one process's gateway. It owns the hub, the poller and every
-// connection, and is goroutine-safe. Its goroutines are the poller's and the
-// hub's, started by New and stopped by Shutdown; a connection owns none.
+// connection, and is goroutine-safe. Its goroutines are the poller's, the
+// hub's and one announcing the node to the registry (nodes.go), started by
+// New and stopped by Shutdown (the announcer first: a stopping node leaves
+// the node list before it closes its clients with 1001); a connection owns
+// none. In cluster mode the broker's goroutines belong to the broker.
 //
 // A WebSocket session is driven from two sides: netpoll workers call its
 // OnRead and the timing wheel its OnTimer (decoding frames, heartbeats, idle

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -36,6 +37,21 @@ type Engine struct {
 
 	mu     sync.Mutex
 	routes map[string]*Route // guarded by mu
+
+	// Cluster mode (nodes.go). broker is nil in single-node mode.
+	broker       hub.Broker
+	brokerStatus func() any
+	registry     hub.Registry
+	defaultID    string // DefaultNodeID's value, kept for the Engine's life
+	started      int64  // Unix ms, announced as Node.Started
+	node         atomic.Pointer[nodeConfig]
+
+	// The announcing goroutine: startAnnouncing starts it, leaveNodes
+	// stops it. announcer belongs to it while it runs.
+	announcer      *announcer
+	stopAnnouncing context.CancelFunc
+	announceWake   chan struct{} // capacity 1: announce now (Configure)
+	announceDone   chan struct{} // closed when the goroutine has ended
 }
 
 // Route holds one handler's RouteSettings. Live connections read it each
@@ -46,7 +62,8 @@ type Route struct {
 	settings atomic.Pointer[RouteSettings]
 }
 
-// New starts an Engine: its hub and its poller (and their goroutines).
+// New starts an Engine: its hub (around cfg.Broker, when set), its poller
+// and the goroutine announcing the node (and their goroutines).
 func New(cfg Config, logger *zap.Logger) (*Engine, error) {
 	if logger == nil {
 		logger = zap.NewNop()
@@ -58,19 +75,59 @@ func New(cfg Config, logger *zap.Logger) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting poller: %w", err)
 	}
-	return &Engine{
-		logger: logger,
-		hub:    hub.New(hubOptions(cfg)...),
-		poller: p,
-		routes: map[string]*Route{},
-	}, nil
+	opts := hubOptions(cfg)
+	if cfg.Broker != nil {
+		opts = append(opts, hub.WithBroker(cfg.Broker))
+	}
+	e := &Engine{
+		logger:       logger,
+		hub:          hub.New(opts...),
+		poller:       p,
+		routes:       map[string]*Route{},
+		broker:       cfg.Broker,
+		brokerStatus: cfg.BrokerStatus,
+		registry:     cfg.Registry,
+		defaultID:    DefaultNodeID(),
+		started:      time.Now().UnixMilli(),
+	}
+	if e.registry == nil {
+		e.registry = new(selfRegistry)
+	}
+	if e.brokerStatus == nil {
+		e.brokerStatus = func() any { return memoryBrokerStatus }
+	}
+	e.configureBroker(cfg)
+	e.node.Store(nodeConfigOf(cfg, e.defaultID))
+	e.startAnnouncing()
+	return e, nil
+}
+
+// memoryBrokerStatus is the in-process broker's state in Stats.
+var memoryBrokerStatus = struct {
+	Mode  string `json:"mode"`
+	State string `json:"state"`
+}{Mode: "memory", State: "up"}
+
+// configureBroker hands the history settings to a broker that keeps
+// history itself, defaults filled in as for the hub.
+func (e *Engine) configureBroker(cfg Config) {
+	if c, ok := e.broker.(HistoryConfigurer); ok {
+		size, ttl, _ := historySettings(cfg)
+		c.Configure(size, ttl)
+	}
 }
 
 // hubOptions maps cfg onto the hub's options, every one of them, defaults
 // included: a reload that drops an option must bring back its default, not
 // keep the value of the config before.
 func hubOptions(cfg Config) []hub.Option {
-	size, ttl, maxBytes := cfg.HistorySize, cfg.HistoryTTL, cfg.HistoryMaxBytes
+	size, ttl, maxBytes := historySettings(cfg)
+	return []hub.Option{hub.WithHistorySize(size), hub.WithHistoryTTL(ttl), hub.WithHistoryMaxBytes(maxBytes)}
+}
+
+// historySettings returns cfg's history settings, defaults filled in.
+func historySettings(cfg Config) (size int, ttl time.Duration, maxBytes int64) {
+	size, ttl, maxBytes = cfg.HistorySize, cfg.HistoryTTL, cfg.HistoryMaxBytes
 	if size <= 0 {
 		size = hub.DefaultHistorySize
 	}
@@ -80,12 +137,17 @@ func hubOptions(cfg Config) []hub.Option {
 	if maxBytes <= 0 {
 		maxBytes = hub.DefaultHistoryMaxBytes
 	}
-	return []hub.Option{hub.WithHistorySize(size), hub.WithHistoryTTL(ttl), hub.WithHistoryMaxBytes(maxBytes)}
+	return size, ttl, maxBytes
 }
 
-// Configure applies a reloaded Config to the live engine. (The worker count
-// is fixed for the engine's life.)
-func (e *Engine) Configure(cfg Config) { e.hub.Configure(hubOptions(cfg)...) }
+// Configure applies a reloaded Config to the live engine: history settings
+// (to the hub and the broker), node identity and TTL. The worker count,
+// the broker and the registry are fixed for the engine's life.
+func (e *Engine) Configure(cfg Config) {
+	e.hub.Configure(hubOptions(cfg)...)
+	e.configureBroker(cfg)
+	e.setNode(cfg)
+}
 
 // Hub returns the engine's hub, for the admin routes.
 func (e *Engine) Hub() *hub.Hub { return e.hub }
@@ -175,6 +237,9 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request, route *Route)
 	if e.serveClientJS(w, r) { // <route>/client.js and client.mjs: the browser client
 		return nil
 	}
+	if e.serveNodes(w, r) { // <route>/nodes: the live nodes, for clients picking a gateway
+		return nil
+	}
 	set := route.get()
 	switch {
 	case r.URL.Query().Has("EIO"):
@@ -210,15 +275,25 @@ func (e *Engine) Stats() Stats {
 	st.Connections.Poll = e.conns.Poll.Load()
 	st.Connections.SocketIO = e.conns.SocketIO.Load()
 	st.Connections.Total = st.Connections.WebSocket + st.Connections.SSE + st.Connections.Poll + st.Connections.SocketIO
+	st.Node = e.node.Load().info
+	st.Broker = e.brokerStatus()
 	return st
 }
 
-// Shutdown refuses new connections, closes every live one with 1001, waits
-// briefly for clients to take it, then stops the poller and the hub.
+// connections counts the live connections, for the node's announcements.
+func (e *Engine) connections() int64 {
+	return e.conns.WebSocket.Load() + e.conns.SSE.Load() + e.conns.Poll.Load() + e.conns.SocketIO.Load()
+}
+
+// Shutdown refuses new connections, leaves the node list (so that clients
+// told to reconnect elsewhere do not pick this node), closes every live
+// connection with 1001, waits briefly for clients to take it, then stops
+// the poller and the hub. The broker is the caller's to close, afterwards.
 func (e *Engine) Shutdown() {
 	if e.closing.Swap(true) {
 		return
 	}
+	e.leaveNodes()
 	e.poller.Range(func(c *netpoll.Conn) {
 		if s, ok := c.Handler().(interface{ goAway() }); ok {
 			s.goAway()

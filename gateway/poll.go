@@ -324,11 +324,15 @@ func (e *Engine) pollAnswer(dst []byte, keys []pollKey) (out []byte, ready bool,
 	return append(dst, "}}"...), ready, nil
 }
 
-// pollFailed answers a hub error: only a closed hub is expected here (keys
-// were validated).
+// pollFailed answers a hub error: a closed hub, or in cluster mode a store
+// that could not be read (keys were validated). Both are worth a retry.
 func (e *Engine) pollFailed(w http.ResponseWriter, err error) error {
 	if errors.Is(err, hub.ErrClosed) {
 		return writeError(w, http.StatusServiceUnavailable, "the gateway is shutting down")
+	}
+	if errors.Is(err, hub.ErrUnavailable) {
+		w.Header().Set("Retry-After", "1")
+		return writeError(w, http.StatusServiceUnavailable, err.Error())
 	}
 	return writeError(w, http.StatusInternalServerError, err.Error())
 }

@@ -1,6 +1,7 @@
 package module
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ const adminPrefix = "/push_gateway/"
 //	POST   /push_gateway/publish   publish (see parsePublish for the body),
 //	                               with "confirm": wait for local acks
 //	GET    /push_gateway/stats     the Engine's counters
+//	GET    /push_gateway/nodes     the live nodes, least loaded first, and this one's ID
 //	GET    /push_gateway/keys/{K}  one key's epoch, seq, history and followers
 //	DELETE /push_gateway/keys/{K}  close K's followers (4401), drop its history
 //
@@ -48,9 +50,11 @@ type backend interface {
 	Publish(key, event string, data []byte) (hub.Published, error)
 	// PublishConfirm publishes and tracks the local followers' acks.
 	PublishConfirm(key, event string, data []byte) (hub.Published, confirmation, error)
-	KeyInfo(key string) (hub.KeyInfo, bool)
-	DropKey(key string) (hub.KeyInfo, bool)
+	KeyInfo(key string) (hub.KeyInfo, bool, error)
+	DropKey(key string) (hub.KeyInfo, bool, error)
 	Stats() gateway.Stats
+	Nodes(ctx context.Context) ([]hub.Node, error)
+	NodeID() string
 }
 
 // confirmation is a published message whose acks are counted
@@ -73,9 +77,17 @@ func (b engineBackend) PublishConfirm(key, event string, data []byte) (hub.Publi
 	}
 	return p, c, nil
 }
-func (b engineBackend) KeyInfo(key string) (hub.KeyInfo, bool) { return b.e.Hub().KeyInfo(key) }
-func (b engineBackend) DropKey(key string) (hub.KeyInfo, bool) { return b.e.Hub().DropKey(key) }
-func (b engineBackend) Stats() gateway.Stats                   { return b.e.Stats() }
+func (b engineBackend) KeyInfo(key string) (hub.KeyInfo, bool, error) {
+	return b.e.Hub().KeyInfo(key)
+}
+func (b engineBackend) DropKey(key string) (hub.KeyInfo, bool, error) {
+	return b.e.Hub().DropKey(key)
+}
+func (b engineBackend) Stats() gateway.Stats { return b.e.Stats() }
+func (b engineBackend) Nodes(ctx context.Context) ([]hub.Node, error) {
+	return b.e.Nodes(ctx)
+}
+func (b engineBackend) NodeID() string { return b.e.NodeID() }
 
 func runningBackend() backend {
 	e := runningEngine()
@@ -118,6 +130,11 @@ func (a *Admin) serve(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return a.withBackend(w, r, a.handleStats)
+	case rest == "nodes":
+		if err := allowMethod(w, r, http.MethodGet); err != nil {
+			return err
+		}
+		return a.withBackend(w, r, a.handleNodes)
 	case strings.HasPrefix(rest, "keys/"):
 		if err := allowMethod(w, r, http.MethodGet, http.MethodDelete); err != nil {
 			return err
@@ -197,8 +214,7 @@ func (a *Admin) handlePublish(w http.ResponseWriter, r *http.Request, b backend)
 				for _, pc := range pending {
 					pc.c.Wait(0)
 				}
-				return apiError(publishStatus(err),
-					fmt.Errorf("publishing to %q (%d published before): %w", clip(key), len(ans.Published), err))
+				return a.publishFailed(w, key, ans, err)
 			}
 			if c := logger.Check(zap.DebugLevel, "published"); c != nil {
 				c.Write(zap.String("sdk_key", key), zap.String("event", m.Event),
@@ -227,20 +243,78 @@ func (a *Admin) handlePublish(w http.ResponseWriter, r *http.Request, b backend)
 	return writeJSON(w, ans)
 }
 
-// publishStatus maps a Publish error onto an HTTP status.
-func publishStatus(err error) int {
+// partialPublish is the answer of a publish that failed after some of its
+// messages were published: the publisher retries only the others.
+type partialPublish struct {
+	Error     string           `json:"error"`
+	Published []publishedEntry `json:"published"`
+}
+
+// publishFailed answers a publish that failed at key. When messages before
+// it were published, their entries go with the error (partialPublish):
+// caddy.APIError carries a message only, so that answer is written here,
+// and logged here since Caddy will not.
+func (a *Admin) publishFailed(w http.ResponseWriter, key string, ans publishAnswer, err error) error {
+	apiErr := backendError(fmt.Sprintf("publishing to %q", clip(key)), err)
+	if len(ans.Published) == 0 {
+		return apiErr
+	}
+	a.log().Error("publish failed midway", zap.Int("status", apiErr.HTTPStatus),
+		zap.Int("published", len(ans.Published)), zap.Error(apiErr.Err))
+	body, mErr := json.Marshal(partialPublish{Error: apiErr.Err.Error(), Published: ans.Published})
+	if mErr != nil {
+		return apiError(http.StatusInternalServerError, fmt.Errorf("encoding answer: %w", mErr))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(apiErr.HTTPStatus)
+	_, _ = w.Write(append(body, '\n'))
+	return nil
+}
+
+// backendError maps an error of the Engine, met while doing what doing
+// says, onto the admin answer: 400 for a key or event the hub refuses, 503
+// when the broker cannot be reached ("broker unavailable: …") or the hub
+// is closing, 500 otherwise.
+func backendError(doing string, err error) caddy.APIError {
+	err = fmt.Errorf("%s: %w", doing, err)
 	switch {
 	case errors.Is(err, hub.ErrBadKey), errors.Is(err, hub.ErrBadEvent):
-		return http.StatusBadRequest
+		return apiError(http.StatusBadRequest, err)
+	case errors.Is(err, hub.ErrUnavailable):
+		return apiError(http.StatusServiceUnavailable, fmt.Errorf("broker unavailable: %w", err))
 	case errors.Is(err, hub.ErrClosed):
-		return http.StatusServiceUnavailable
+		return apiError(http.StatusServiceUnavailable, err)
 	default:
-		return http.StatusInternalServerError
+		return apiError(http.StatusInternalServerError, err)
 	}
 }
 
 func (a *Admin) handleStats(w http.ResponseWriter, _ *http.Request, b backend) error {
 	return writeJSON(w, b.Stats())
+}
+
+// nodesTimeout bounds the node registry read of GET /push_gateway/nodes.
+const nodesTimeout = 5 * time.Second
+
+// nodesAnswer is the nodes route's answer.
+type nodesAnswer struct {
+	Self  string     `json:"self"`
+	Nodes []hub.Node `json:"nodes"`
+}
+
+func (a *Admin) handleNodes(w http.ResponseWriter, r *http.Request, b backend) error {
+	ctx, cancel := context.WithTimeout(r.Context(), nodesTimeout)
+	defer cancel()
+	nodes, err := b.Nodes(ctx)
+	if err != nil {
+		if !errors.Is(err, hub.ErrClosed) && !errors.Is(err, hub.ErrUnavailable) {
+			// The registry lives in the broker: any failure to read it is
+			// the broker's.
+			err = fmt.Errorf("%w: %w", hub.ErrUnavailable, err)
+		}
+		return backendError("listing nodes", err)
+	}
+	return writeJSON(w, nodesAnswer{Self: b.NodeID(), Nodes: nodes})
 }
 
 func (a *Admin) handleKey(w http.ResponseWriter, r *http.Request, b backend) error {
@@ -257,13 +331,19 @@ func (a *Admin) handleKey(w http.ResponseWriter, r *http.Request, b backend) err
 		ok   bool
 	)
 	if r.Method == http.MethodDelete {
-		info, ok = b.DropKey(key)
+		info, ok, err = b.DropKey(key)
+		if err != nil {
+			return backendError(fmt.Sprintf("dropping key %q", clip(key)), err)
+		}
 		if ok {
 			a.log().Info("dropped key", zap.String("sdk_key", key), zap.String("epoch", info.Epoch),
 				zap.Uint64("seq", info.Seq), zap.Int("followers", info.Followers))
 		}
 	} else {
-		info, ok = b.KeyInfo(key)
+		info, ok, err = b.KeyInfo(key)
+		if err != nil {
+			return backendError(fmt.Sprintf("reading key %q", clip(key)), err)
+		}
 	}
 	if !ok {
 		return apiError(http.StatusNotFound, fmt.Errorf("unknown sdk key %q", clip(key)))
@@ -290,7 +370,7 @@ func allowMethod(w http.ResponseWriter, r *http.Request, methods ...string) erro
 		fmt.Errorf("method %s not allowed on %s (want %s)", r.Method, r.URL.Path, strings.Join(methods, " or ")))
 }
 
-func apiError(status int, err error) error {
+func apiError(status int, err error) caddy.APIError {
 	return caddy.APIError{HTTPStatus: status, Err: err}
 }
 

@@ -1,8 +1,10 @@
 package module
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -21,7 +23,11 @@ type fakeBackend struct {
 	published []string // "key event data"
 	keys      map[string]hub.KeyInfo
 	dropped   []string
-	fail      error
+	fail      error // Publish's error, after failAfter successes
+	failAfter int
+	keyErr    error // KeyInfo's and DropKey's error
+	nodes     []hub.Node
+	nodesErr  error
 	confirms  []*fakeConfirmation
 }
 
@@ -53,30 +59,39 @@ func (f *fakeBackend) PublishConfirm(key, event string, data []byte) (hub.Publis
 func (f *fakeBackend) Publish(key, event string, data []byte) (hub.Published, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.fail != nil {
+	if f.fail != nil && len(f.published) >= f.failAfter {
 		return hub.Published{}, f.fail
 	}
 	f.published = append(f.published, key+" "+event+" "+string(data))
 	return hub.Published{Key: key, Epoch: "E", Seq: uint64(len(f.published)), LocalReceivers: 2}, nil
 }
 
-func (f *fakeBackend) KeyInfo(key string) (hub.KeyInfo, bool) {
+func (f *fakeBackend) KeyInfo(key string) (hub.KeyInfo, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.keyErr != nil {
+		return hub.KeyInfo{}, false, f.keyErr
+	}
 	info, ok := f.keys[key]
-	return info, ok
+	return info, ok, nil
 }
 
-func (f *fakeBackend) DropKey(key string) (hub.KeyInfo, bool) {
+func (f *fakeBackend) DropKey(key string) (hub.KeyInfo, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.keyErr != nil {
+		return hub.KeyInfo{}, false, f.keyErr
+	}
 	info, ok := f.keys[key]
 	if ok {
 		delete(f.keys, key)
 		f.dropped = append(f.dropped, key)
 	}
-	return info, ok
+	return info, ok, nil
 }
+
+func (f *fakeBackend) Nodes(context.Context) ([]hub.Node, error) { return f.nodes, f.nodesErr }
+func (f *fakeBackend) NodeID() string                            { return "self-id" }
 
 func (f *fakeBackend) Stats() gateway.Stats {
 	return gateway.Stats{Connections: gateway.Connections{Total: 3, WebSocket: 3}, Stats: hub.Stats{Keys: 1, Published: 7}}
@@ -105,10 +120,16 @@ func serveAdmin(tb testing.TB, a *Admin, method, target, body string) (int, stri
 }
 
 func TestAdminRoutes(t *testing.T) {
+	// redisDown is how a broker reports its store unreachable.
+	redisDown := fmt.Errorf("%w: dial tcp 127.0.0.1:6379: connect: connection refused", hub.ErrUnavailable)
 	tests := []struct {
 		name       string
 		noEngine   bool
 		fail       error
+		failAfter  int
+		keyErr     error
+		nodesErr   error
+		stopped    bool // confirmations are stopped (Wait(0)), not waited for
 		method     string
 		target     string
 		body       string
@@ -170,6 +191,31 @@ func TestAdminRoutes(t *testing.T) {
 			body: `{"sdk_key":"K"}`, wantStatus: 503, wantBody: `hub: closed`,
 		},
 		{
+			name: "publish broker unavailable", fail: redisDown, method: "POST", target: "/push_gateway/publish",
+			body: `{"sdk_key":"K"}`, wantStatus: 503,
+			wantBody: `{"error":"broker unavailable: publishing to \"K\": hub: broker unavailable: dial tcp 127.0.0.1:6379: connect: connection refused"}`,
+		},
+		{
+			name: "batch failing midway answers what was published", fail: redisDown, failAfter: 2,
+			method: "POST", target: "/push_gateway/publish",
+			body:       `[{"sdk_keys":["A","B"]},{"sdk_key":"C"}]`,
+			wantStatus: 503,
+			wantBody:   `{"error":"broker unavailable: publishing to \"C\": hub: broker unavailable: dial tcp 127.0.0.1:6379: connect: connection refused","published":[{"sdk_key":"A","epoch":"E","seq":1,"local_receivers":2},{"sdk_key":"B","epoch":"E","seq":2,"local_receivers":2}]}`,
+			wantPub:    []string{`A update null`, `B update null`},
+		},
+		{
+			name: "confirmed batch failing midway stops its confirmations", fail: redisDown, failAfter: 1, stopped: true,
+			method: "POST", target: "/push_gateway/publish",
+			body:       `{"sdk_keys":["A","B"],"confirm":"5s"}`,
+			wantStatus: 503, wantBody: `","published":[{"sdk_key":"A","epoch":"E","seq":1,"local_receivers":2}]}`,
+			wantPub: []string{`A update null`},
+		},
+		{
+			name: "batch failing midway on a closed hub", fail: hub.ErrClosed, failAfter: 1,
+			method: "POST", target: "/push_gateway/publish", body: `{"sdk_keys":["A","B"]}`,
+			wantStatus: 503, wantBody: `{"error":"publishing to \"B\": hub: closed","published":[{"sdk_key":"A"`,
+		},
+		{
 			name: "publish with GET", method: "GET", target: "/push_gateway/publish",
 			wantStatus: 405, wantBody: `method GET not allowed`,
 		},
@@ -212,6 +258,33 @@ func TestAdminRoutes(t *testing.T) {
 			name: "drop unknown key", method: "DELETE", target: "/push_gateway/keys/nope", wantStatus: 404,
 		},
 		{
+			name: "key info broker unavailable", keyErr: redisDown, method: "GET", target: "/push_gateway/keys/K1",
+			wantStatus: 503, wantBody: `{"error":"broker unavailable: reading key \"K1\": hub: broker unavailable: dial tcp`,
+		},
+		{
+			name: "drop key broker unavailable", keyErr: redisDown, method: "DELETE", target: "/push_gateway/keys/K1",
+			wantStatus: 503, wantBody: `{"error":"broker unavailable: dropping key \"K1\": hub: broker unavailable: dial tcp`,
+		},
+		{
+			name: "key info other failure", keyErr: errors.New("boom"), method: "GET", target: "/push_gateway/keys/K1",
+			wantStatus: 500, wantBody: `reading key \"K1\": boom`,
+		},
+		{
+			name: "nodes", method: "GET", target: "/push_gateway/nodes",
+			wantStatus: 200, wantBody: `{"self":"self-id","nodes":[{"id":"n1","address":"wss://n1.example/realtime","zone":"z1","connections":1,"started":5,"updated":6},{"id":"self-id","connections":4,"started":1,"updated":2}]}`,
+		},
+		{
+			name: "nodes broker unavailable", nodesErr: redisDown, method: "GET", target: "/push_gateway/nodes",
+			wantStatus: 503, wantBody: `{"error":"broker unavailable: listing nodes: hub: broker unavailable: dial tcp`,
+		},
+		{
+			name: "nodes other failure is the broker's", nodesErr: errors.New("wrong reply"), method: "GET", target: "/push_gateway/nodes",
+			wantStatus: 503, wantBody: `{"error":"broker unavailable: listing nodes: hub: broker unavailable: wrong reply"}`,
+		},
+		{
+			name: "nodes with POST", method: "POST", target: "/push_gateway/nodes", wantStatus: 405,
+		},
+		{
 			name: "key with PUT", method: "PUT", target: "/push_gateway/keys/K1", wantStatus: 405,
 		},
 		{
@@ -223,10 +296,16 @@ func TestAdminRoutes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb := &fakeBackend{fail: tt.fail, keys: map[string]hub.KeyInfo{
-				"K1":    {Key: "K1", Epoch: "E1", Seq: 44, History: 44, Followers: 3},
-				"a/b c": {Key: "a/b c", Epoch: "E2", Seq: 1, History: 1},
-			}}
+			fb := &fakeBackend{fail: tt.fail, failAfter: tt.failAfter, keyErr: tt.keyErr, nodesErr: tt.nodesErr,
+				keys: map[string]hub.KeyInfo{
+					"K1":    {Key: "K1", Epoch: "E1", Seq: 44, History: 44, Followers: 3},
+					"a/b c": {Key: "a/b c", Epoch: "E2", Seq: 1, History: 1},
+				},
+				nodes: []hub.Node{
+					{ID: "n1", Address: "wss://n1.example/realtime", Zone: "z1", Connections: 1, Started: 5, Updated: 6},
+					{ID: "self-id", Connections: 4, Started: 1, Updated: 2},
+				},
+			}
 			a := &Admin{backend: func() backend {
 				if tt.noEngine {
 					return nil
@@ -247,6 +326,12 @@ func TestAdminRoutes(t *testing.T) {
 				t.Fatalf("a refused request published %q", fb.published)
 			}
 			for i, c := range fb.confirms {
+				if tt.stopped {
+					if c.waits != 1 || c.timeout != 0 {
+						t.Fatalf("confirmation %d: %d waits, last for %v; want stopped once", i, c.waits, c.timeout)
+					}
+					continue
+				}
 				if c.waits != 1 || c.timeout <= 0 || c.timeout > maxConfirm {
 					t.Fatalf("confirmation %d: %d waits, last for %v", i, c.waits, c.timeout)
 				}
@@ -359,4 +444,20 @@ func TestAdminPublishConfirmEngine(t *testing.T) {
 			t.Fatalf("%d %s after %v", ans.status, ans.body, ans.took)
 		}
 	})
+}
+
+// TestAdminNodesEngine: on a single node, the nodes route lists the node
+// itself, with the identity the config gave it.
+func TestAdminNodesEngine(t *testing.T) {
+	e, err := gateway.New(gateway.Config{Node: gateway.NodeInfo{ID: "solo", Address: "wss://solo.example/realtime", Zone: "z"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	a := &Admin{backend: func() backend { return engineBackend{e} }}
+	status, body, _ := serveAdmin(t, a, "GET", "/push_gateway/nodes", "")
+	want := `{"self":"solo","nodes":[{"id":"solo","address":"wss://solo.example/realtime","zone":"z","connections":0,"started":`
+	if status != 200 || !strings.HasPrefix(body, want) {
+		t.Fatalf("%d %s, want 200 %s…", status, body, want)
+	}
 }

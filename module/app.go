@@ -1,7 +1,6 @@
 package module
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -30,16 +29,25 @@ const engineKey = "push_gateway"
 // Destruct, which closes connections with 1001 (invariant I8).
 var engines = caddy.NewUsagePool()
 
-// pooledEngine is the usage pool's value: the Engine plus the Destructor the
-// pool calls on the last release.
+// pooledEngine is the usage pool's value: the Engine and its broker, plus
+// the Destructor the pool calls on the last release.
 type pooledEngine struct {
-	engine *gateway.Engine
-	logger *zap.Logger
+	engine      *gateway.Engine
+	logger      *zap.Logger
+	broker      *Broker      // the broker's options, which no reload may change
+	closeBroker func() error // nil for the in-process broker
 }
 
-// Destruct shuts the Engine down. The pool calls it once, on the last release.
+// Destruct shuts the Engine down, then closes its broker: the Engine leaves
+// the node list through the broker first. The pool calls it once, on the
+// last release.
 func (p *pooledEngine) Destruct() error {
 	p.engine.Shutdown()
+	if p.closeBroker != nil {
+		if err := p.closeBroker(); err != nil {
+			p.logger.Warn("closing the broker failed", zap.Error(err))
+		}
+	}
 	p.logger.Info("gateway engine stopped")
 	return nil
 }
@@ -66,20 +74,6 @@ const (
 	maxWorkers     = 4096
 )
 
-// Broker types.
-const (
-	BrokerMemory = "memory"
-	BrokerRedis  = "redis"
-)
-
-// Broker selects where published messages are fanned out between nodes.
-type Broker struct {
-	// Type is "memory" (the default: in-process, single node) or "redis".
-	Type string `json:"type,omitempty"`
-	// URL is the Redis URL (redis://host:port/db) of the "redis" broker.
-	URL string `json:"url,omitempty"`
-}
-
 // App is the `push_gateway` app: the Caddyfile's global `push_gateway`
 // options. Caddy instantiates it for every config, also one without the
 // global block, because the handlers ask for it with ctx.App. It holds one
@@ -98,8 +92,21 @@ type App struct {
 	HistoryMaxBytes int64 `json:"history_max_bytes,omitempty"`
 	// Workers is the number of netpoll worker goroutines; 0 derives it from GOMAXPROCS.
 	Workers int `json:"workers,omitempty"`
-	// Broker selects the broker; nil means the in-process one.
+	// Broker selects the broker; nil means the in-process one. It is fixed
+	// for the process's life: a reload that changes it fails.
 	Broker *Broker `json:"broker,omitempty"`
+	// NodeID names this node in the node list. Default: the host name, "-"
+	// and 6 random characters, kept for the process's life.
+	NodeID string `json:"node_id,omitempty"`
+	// NodeAddress is the public base URL clients connect to on this node,
+	// e.g. wss://gw1.example.com/realtime, as the node list shows it.
+	NodeAddress string `json:"node_address,omitempty"`
+	// NodeZone is this node's zone (data centre, region), as the node
+	// list shows it.
+	NodeZone string `json:"node_zone,omitempty"`
+	// NodeTTL is how long an announcement of the node lives in the node
+	// list; the node announces itself every NodeTTL/3. Default: 3s.
+	NodeTTL caddy.Duration `json:"node_ttl,omitempty"`
 
 	logger      *zap.Logger
 	engine      *gateway.Engine
@@ -133,21 +140,41 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
-	val, loaded, err := engines.LoadOrNew(engineKey, func() (caddy.Destructor, error) {
-		e, err := gateway.New(a.config(), a.logger)
-		if err != nil {
-			return nil, err
-		}
-		a.logger.Info("gateway engine started")
-		return &pooledEngine{engine: e, logger: a.logger}, nil
-	})
+	val, loaded, err := engines.LoadOrNew(engineKey, a.startEngine)
 	if err != nil {
 		return fmt.Errorf("starting gateway engine: %w", err)
 	}
+	pe := val.(*pooledEngine)
+	if loaded && !pe.broker.same(a.Broker) {
+		// This config will not run: give the reference back at once.
+		if _, err := engines.Delete(engineKey); err != nil {
+			a.logger.Error("releasing gateway engine", zap.Error(err))
+		}
+		return fmt.Errorf("%w: running %s, this config asks for %s", ErrBrokerChanged, pe.broker.spec(), a.Broker.spec())
+	}
 	a.inPool = true
-	a.engine = val.(*pooledEngine).engine
+	a.engine = pe.engine
 	a.reconfigure = loaded
 	return nil
+}
+
+// startEngine creates the process's Engine (and its broker): the usage
+// pool calls it on the first load only.
+func (a *App) startEngine() (caddy.Destructor, error) {
+	cfg := a.config()
+	closeBroker, err := a.withBroker(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	e, err := gateway.New(cfg, a.logger)
+	if err != nil {
+		if closeBroker != nil {
+			_ = closeBroker()
+		}
+		return nil, err
+	}
+	a.logger.Info("gateway engine started", zap.String("node_id", e.NodeID()), zap.String("broker", a.Broker.spec()))
+	return &pooledEngine{engine: e, logger: a.logger, broker: a.Broker, closeBroker: closeBroker}, nil
 }
 
 // Validate judges the global options.
@@ -164,28 +191,10 @@ func (a *App) Validate() error {
 	if a.Workers < 0 || a.Workers > maxWorkers {
 		return fmt.Errorf("workers %d: must be between 1 and %d", a.Workers, maxWorkers)
 	}
+	if err := a.validateNode(); err != nil {
+		return err
+	}
 	return a.Broker.validate()
-}
-
-// ErrBrokerUnsupported is returned by Validate for a broker this build
-// cannot use yet.
-var ErrBrokerUnsupported = errors.New("not supported in this build yet")
-
-func (b *Broker) validate() error {
-	if b == nil {
-		return nil
-	}
-	switch b.Type {
-	case "", BrokerMemory:
-		if b.URL != "" {
-			return fmt.Errorf("broker %s takes no URL, got %q", BrokerMemory, b.URL)
-		}
-		return nil
-	case BrokerRedis:
-		return fmt.Errorf("broker %s: %w (only the in-process broker %q is)", BrokerRedis, ErrBrokerUnsupported, BrokerMemory)
-	default:
-		return fmt.Errorf("unknown broker type %q (want %s or %s)", b.Type, BrokerMemory, BrokerRedis)
-	}
 }
 
 // Start applies this config's options and handler settings to the Engine.
@@ -204,8 +213,21 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop does nothing: connections outlive a config (see Cleanup).
-func (a *App) Stop() error { return nil }
+// Stop shuts the Engine down when this config holds its last reference: a
+// real stop, not a reload (a reload's new config took its reference before
+// the old one stops). Leaving the node list and sending 1001 here, rather
+// than in Cleanup, lets clients move to another node at once instead of
+// after the HTTP servers' grace period, which held long polls and HTTP/2
+// streams would otherwise run out. Otherwise connections outlive the
+// config (see Cleanup).
+func (a *App) Stop() error {
+	if a.inPool {
+		if refs, ok := engines.References(engineKey); ok && refs == 1 {
+			a.engine.Shutdown()
+		}
+	}
+	return nil
+}
 
 // Cleanup releases this config's reference to the Engine; the last release
 // shuts the Engine down. It is safe after a failed Provision.
@@ -220,13 +242,16 @@ func (a *App) Cleanup() error {
 	return nil
 }
 
-// config maps the options onto the Engine's Config.
+// config maps the options onto the Engine's Config; the broker is
+// startEngine's (withBroker).
 func (a *App) config() gateway.Config {
 	return gateway.Config{
 		HistorySize:     a.HistorySize,
 		HistoryTTL:      time.Duration(a.HistoryTTL),
 		HistoryMaxBytes: a.HistoryMaxBytes,
 		Workers:         a.Workers,
+		Node:            gateway.NodeInfo{ID: a.NodeID, Address: a.NodeAddress, Zone: a.NodeZone},
+		NodeTTL:         time.Duration(a.NodeTTL),
 	}
 }
 

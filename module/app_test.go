@@ -48,8 +48,8 @@ func TestReloadKeepsEngine(t *testing.T) {
 	if refs := engineRefs(); refs != 1 {
 		t.Fatalf("engine references after reload = %d, want 1", refs)
 	}
-	info, ok := first.Hub().KeyInfo("reload-key")
-	if !ok || info.Seq != 1 {
+	info, ok, err := first.Hub().KeyInfo("reload-key")
+	if err != nil || !ok || info.Seq != 1 {
 		t.Fatalf("after reload KeyInfo = %+v, %v; want seq 1 kept", info, ok)
 	}
 
@@ -68,16 +68,57 @@ func TestFailedReloadKeepsEngine(t *testing.T) {
 	t.Cleanup(func() { _ = caddy.Stop() })
 	first := runningEngine()
 
-	cfg := `{"admin":{"disabled":true,"config":{"persist":false}},"apps":{"push_gateway":{"broker":{"type":"redis","url":"redis://127.0.0.1:6379"}}}}`
+	cfg := `{"admin":{"disabled":true,"config":{"persist":false}},"apps":{"push_gateway":{"node_ttl":1000}}}`
 	err := caddy.Load([]byte(cfg), true)
-	if err == nil || !strings.Contains(err.Error(), "not supported in this build yet") {
-		t.Fatalf("loading a redis broker: %v, want it refused", err)
+	if err == nil || !strings.Contains(err.Error(), "node_ttl 1µs: must be between 300ms and 10m0s") {
+		t.Fatalf("loading a bad node_ttl: %v, want it refused", err)
 	}
 	if got := runningEngine(); got != first {
 		t.Fatalf("failed reload changed the engine: %p, want %p", got, first)
 	}
 	if refs := engineRefs(); refs != 1 {
 		t.Fatalf("engine references = %d, want 1", refs)
+	}
+}
+
+// TestReloadRefusesBrokerChange: the hub is built around its broker, so a
+// reload that asks for another one fails and leaves the running Engine
+// alone; one that keeps it applies the rest.
+func TestReloadRefusesBrokerChange(t *testing.T) {
+	const redisURL = "redis://127.0.0.1:1/0" // never reached: the broker connects in the background
+	load := func(appJSON string) error {
+		cfg := `{"admin":{"disabled":true,"config":{"persist":false}},"apps":{"push_gateway":` + appJSON + `}}`
+		return caddy.Load([]byte(cfg), true)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+
+	if err := load(`{}`); err != nil {
+		t.Fatal(err)
+	}
+	first := runningEngine()
+	err := load(`{"broker":{"type":"redis","url":"` + redisURL + `"}}`)
+	checkErr(t, err, "the broker can only change with a restart: running memory, this config asks for redis "+redisURL)
+	if runningEngine() != first || engineRefs() != 1 {
+		t.Fatalf("refused reload touched the engine: %d references", engineRefs())
+	}
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := load(`{"broker":{"type":"redis","url":"` + redisURL + `"},"node_id":"n1"}`); err != nil {
+		t.Fatalf("loading a redis broker whose server is down: %v", err)
+	}
+	clustered := runningEngine()
+	if st := clustered.Stats(); st.Node.ID != "n1" || st.Broker == nil {
+		t.Fatalf("stats node %+v broker %+v", st.Node, st.Broker)
+	}
+	checkErr(t, load(`{"broker":{"type":"memory"}}`), "running redis "+redisURL+", this config asks for memory")
+	checkErr(t, load(`{"broker":{"type":"redis","url":"redis://127.0.0.1:2/0"}}`), "running redis "+redisURL+", this config asks for redis redis://127.0.0.1:2/0")
+	if err := load(`{"broker":{"type":"redis","url":"` + redisURL + `"},"node_id":"n2","history_size":5}`); err != nil {
+		t.Fatalf("reload keeping the broker: %v", err)
+	}
+	if runningEngine() != clustered || clustered.NodeID() != "n2" {
+		t.Fatalf("reload keeping the broker: engine replaced, or node id %q", clustered.NodeID())
 	}
 }
 
@@ -94,7 +135,21 @@ func TestAppValidate(t *testing.T) {
 		{name: "negative max bytes", app: App{HistoryMaxBytes: -1}, wantErr: "history_max_bytes -1"},
 		{name: "too many workers", app: App{Workers: maxWorkers + 1}, wantErr: "workers 4097"},
 		{name: "memory broker with url", app: App{Broker: &Broker{Type: BrokerMemory, URL: "x"}}, wantErr: "takes no URL"},
-		{name: "redis broker", app: App{Broker: &Broker{Type: BrokerRedis, URL: "redis://x"}}, wantErr: "not supported in this build yet"},
+		{name: "redis broker", app: App{Broker: &Broker{Type: BrokerRedis, URL: "redis://x"}}},
+		{name: "redis sentinel", app: App{Broker: &Broker{Type: BrokerRedis, URL: "redis-sentinel://a:26379,b:26379/mymaster/1"}}},
+		{name: "redis cluster", app: App{Broker: &Broker{Type: BrokerRedis, URL: "redis-cluster://a:7000,b:7001"}}},
+		{name: "redis broker without url", app: App{Broker: &Broker{Type: BrokerRedis}}, wantErr: "broker redis needs a URL"},
+		{name: "redis broker bad url", app: App{Broker: &Broker{Type: BrokerRedis, URL: "http://x"}}, wantErr: `broker redis: bad redis url "http://x"`},
+		{name: "redis url password masked", app: App{Broker: &Broker{Type: BrokerRedis, URL: "http://u:secret@x"}}, wantErr: `"http://u:xxxxx@x"`},
+		{name: "node options", app: App{NodeID: "gw-1.eu_a:2", NodeAddress: "wss://gw1.example.com/realtime", NodeZone: "eu-west-1a", NodeTTL: caddy.Duration(time.Second)}},
+		{name: "node id with a space", app: App{NodeID: "gw 1"}, wantErr: `node_id "gw 1": want 1 to 64 letters, digits`},
+		{name: "node id too long", app: App{NodeID: strings.Repeat("x", 65)}, wantErr: `node_id "xxx`},
+		{name: "node zone with a slash", app: App{NodeZone: "eu/1"}, wantErr: `node_zone "eu/1"`},
+		{name: "node address without scheme", app: App{NodeAddress: "gw1.example.com"}, wantErr: `node_address "gw1.example.com": want a ws://, wss://, http:// or https:// URL with a host`},
+		{name: "node address ftp", app: App{NodeAddress: "ftp://gw1"}, wantErr: `node_address "ftp://gw1"`},
+		{name: "node address with credentials", app: App{NodeAddress: "wss://u:p@gw1"}, wantErr: `node_address`},
+		{name: "node ttl too short", app: App{NodeTTL: caddy.Duration(100 * time.Millisecond)}, wantErr: "node_ttl 100ms: must be between 300ms and 10m0s"},
+		{name: "node ttl too long", app: App{NodeTTL: caddy.Duration(time.Hour)}, wantErr: "node_ttl 1h0m0s"},
 		{name: "unknown broker", app: App{Broker: &Broker{Type: "nats"}}, wantErr: `unknown broker type "nats"`},
 	}
 	for _, tt := range tests {

@@ -2,7 +2,6 @@ package module
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -118,10 +117,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    history_max_bytes <size>
 //	    workers           <count>
 //	    broker            memory | redis <url>
+//	    node_id           <id>
+//	    node_address      <url>
+//	    node_zone         <zone>
+//	    node_ttl          <duration>
 //	}
 //
-// `broker redis` is parsed but refused when the config is loaded, until this
-// build has a Redis broker.
+// The Redis URL is redis://, rediss://,
+// redis-sentinel://<host:port>,<host:port>/<master>[/<db>] or
+// redis-cluster://<host:port>,<host:port>. The broker cannot change on a
+// reload.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
 	if prev, ok := existing.(httpcaddyfile.App); ok {
@@ -178,7 +183,22 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+			if err := b.validate(); err != nil {
+				return d.Errf("push_gateway: %v", err)
+			}
 			a.Broker = b
+		case "node_id":
+			err = nodeArg(d, &a.NodeID, func(v string) error { return validateNodeName(sub, v) })
+		case "node_zone":
+			err = nodeArg(d, &a.NodeZone, func(v string) error { return validateNodeName(sub, v) })
+		case "node_address":
+			err = nodeArg(d, &a.NodeAddress, validateNodeAddress)
+		case "node_ttl":
+			if err = durationArg(d, &a.NodeTTL); err == nil {
+				if verr := a.validateNode(); verr != nil {
+					err = d.Errf("push_gateway: %v", verr)
+				}
+			}
 		default:
 			return d.Errf("unknown push_gateway option %q", sub)
 		}
@@ -186,11 +206,24 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	// Judge the values now, for the line number; an unsupported broker is
-	// left to Validate at load time.
-	if err := a.Validate(); err != nil && !errors.Is(err, ErrBrokerUnsupported) {
+	// Judge the values now, for the line number.
+	if err := a.Validate(); err != nil {
 		return d.Errf("push_gateway: %v", err)
 	}
+	return nil
+}
+
+// nodeArg reads the subdirective's one argument into dst once valid
+// accepts it; the error points at the line.
+func nodeArg(d *caddyfile.Dispenser, dst *string, valid func(string) error) error {
+	var v string
+	if err := singleArg(d, &v); err != nil {
+		return err
+	}
+	if err := valid(v); err != nil {
+		return d.Errf("push_gateway: %v", err)
+	}
+	*dst = v
 	return nil
 }
 

@@ -91,9 +91,39 @@ func TestGlobalOptionUnmarshalCaddyfile(t *testing.T) {
 			},
 		},
 		{
-			name:  "redis broker is parsed",
+			name:  "redis broker",
 			input: "push_gateway {\nbroker redis redis://127.0.0.1:6379/0\n}",
 			want:  App{Broker: &Broker{Type: "redis", URL: "redis://127.0.0.1:6379/0"}},
+		},
+		{
+			name:  "redis sentinel",
+			input: "push_gateway {\nbroker redis redis-sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/2\n}",
+			want:  App{Broker: &Broker{Type: "redis", URL: "redis-sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/2"}},
+		},
+		{
+			name:  "redis cluster over tls",
+			input: "push_gateway {\nbroker redis rediss-cluster://u:p@10.0.0.1:7000,10.0.0.2:7000\n}",
+			want:  App{Broker: &Broker{Type: "redis", URL: "rediss-cluster://u:p@10.0.0.1:7000,10.0.0.2:7000"}},
+		},
+		{
+			name: "node options",
+			input: `push_gateway {
+				broker redis redis://127.0.0.1:6379/0
+				node_id gw-1
+				node_address wss://gw1.example.com/realtime
+				node_zone eu-west-1a
+				node_ttl 5s
+			}`,
+			want: App{
+				Broker: &Broker{Type: "redis", URL: "redis://127.0.0.1:6379/0"},
+				NodeID: "gw-1", NodeAddress: "wss://gw1.example.com/realtime", NodeZone: "eu-west-1a",
+				NodeTTL: caddy.Duration(5 * time.Second),
+			},
+		},
+		{
+			name:  "node options without a broker",
+			input: "push_gateway {\nnode_address http://127.0.0.1:8080/realtime\n}",
+			want:  App{NodeAddress: "http://127.0.0.1:8080/realtime"},
 		},
 	}
 	for _, tt := range tests {
@@ -152,6 +182,21 @@ func TestAdaptBadCaddyfile(t *testing.T) {
 		{name: "global unknown broker", input: global("push_gateway {\n broker kafka\n}"), wantErr: `unknown broker "kafka"`},
 		{name: "global redis without url", input: global("push_gateway {\n broker redis\n}"), wantErr: `broker redis needs a URL`},
 		{name: "global memory with url", input: global("push_gateway {\n broker memory redis://x\n}"), wantErr: `wrong argument count`},
+		{name: "global redis bad scheme", input: global("push_gateway {\n history_size 5\n broker redis http://127.0.0.1:6379\n}"),
+			wantErr: `push_gateway: broker redis: bad redis url "http://127.0.0.1:6379"`},
+		{name: "global redis bad url line", input: global("push_gateway {\n history_size 5\n broker redis http://127.0.0.1:6379\n}"), wantErr: `, at Caddyfile:4`},
+		{name: "global redis password masked", input: global("push_gateway {\n broker redis http://u:hunter2@127.0.0.1\n}"), wantErr: `"http://u:xxxxx@127.0.0.1"`},
+		{name: "global redis url with extra argument", input: global("push_gateway {\n broker redis redis://a redis://b\n}"), wantErr: `wrong argument count`},
+		{name: "global bad node id", input: global("push_gateway {\n node_id gw/1\n}"),
+			wantErr: `push_gateway: node_id "gw/1": want 1 to 64 letters, digits, '.', '-', '_' or ':', at Caddyfile:3`},
+		{name: "global node id twice", input: global("push_gateway {\n node_id a\n node_id b\n}"), wantErr: `node_id given twice`},
+		{name: "global node id without value", input: global("push_gateway {\n node_id\n}"), wantErr: `wrong argument count`},
+		{name: "global bad node zone", input: global("push_gateway {\n node_zone \"eu west\"\n}"), wantErr: `node_zone "eu west"`},
+		{name: "global bad node address", input: global("push_gateway {\n node_address gw1.example.com:443\n}"),
+			wantErr: `push_gateway: node_address "gw1.example.com:443": want a ws://, wss://, http:// or https:// URL with a host, e.g. wss://gw1.example.com/realtime, at Caddyfile:3`},
+		{name: "global node ttl too short", input: global("push_gateway {\n node_ttl 100ms\n}"),
+			wantErr: `push_gateway: node_ttl 100ms: must be between 300ms and 10m0s, at Caddyfile:3`},
+		{name: "global bad node ttl", input: global("push_gateway {\n node_ttl soon\n}"), wantErr: `node_ttl: invalid duration "soon"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,15 +221,5 @@ func TestAdaptNeedsNoOrder(t *testing.T) {
 	push, proxy := strings.Index(out, `"handler":"push_gateway"`), strings.Index(out, `"handler":"reverse_proxy"`)
 	if push < 0 || proxy < 0 || push > proxy {
 		t.Fatalf("want push_gateway before reverse_proxy in %s", out)
-	}
-}
-
-// TestRedisBrokerRefusedAtLoad: `broker redis` adapts, and the app's
-// Validate refuses it with a clear error.
-func TestRedisBrokerRefusedAtLoad(t *testing.T) {
-	a := App{Broker: &Broker{Type: BrokerRedis, URL: "redis://127.0.0.1:6379/0"}}
-	err := a.Validate()
-	if err == nil || !strings.Contains(err.Error(), "broker redis: not supported in this build yet") {
-		t.Fatalf("Validate = %v, want the redis broker refused", err)
 	}
 }

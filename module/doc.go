@@ -7,7 +7,10 @@
 //     `caddy reload` (invariant I8);
 //   - handler.go: the `http.handlers.push_gateway` route handler;
 //   - caddyfile.go: the `push_gateway` directive and global option;
-//   - admin.go: the `admin.api.push_gateway` routes (publish, stats, keys);
+//   - cluster.go: the broker and node options, and the Redis broker the
+//     Engine is built around (closed after the Engine, in Destruct);
+//   - admin.go: the `admin.api.push_gateway` routes (publish, stats,
+//     nodes, keys);
 //   - publish.go: the parser of publish bodies.
 //
 // Goroutines: this package starts none. The Engine owns its poller and

@@ -1,8 +1,9 @@
 package module
 
-// Golden tests of caddyfile-examples/: every Caddyfile there adapts, matches
-// the Caddyfile.json next to it (go test ./module/ -run Examples -update
-// rewrites them) and loads.
+// Golden tests of caddyfile-examples/: every Caddyfile there (named
+// Caddyfile, or <name>.Caddyfile when a directory holds several, as
+// cluster/ does) adapts, matches the JSON next to it (<file>.json; go test
+// ./module/ -run Examples -update rewrites them) and loads.
 
 import (
 	"bytes"
@@ -23,12 +24,12 @@ var update = flag.Bool("update", false, "rewrite the caddyfile-examples Caddyfil
 
 // exampleEnv are the placeholders the examples read; the goldens hold their
 // defaults.
-var exampleEnv = []string{"PORT", "ADMIN", "HTTP_PORT", "HTTPS_PORT", "BACKEND", "DEMO_ROOT"}
+var exampleEnv = []string{"PORT", "ADMIN", "HTTP_PORT", "HTTPS_PORT", "BACKEND", "DEMO_ROOT", "REDIS_URL"}
 
 // examplesDir holds the examples, one directory each.
 const examplesDir = "../caddyfile-examples"
 
-// examples returns every Caddyfile under examplesDir.
+// examples returns every Caddyfile and *.Caddyfile under examplesDir.
 func examples(tb testing.TB) []string {
 	tb.Helper()
 	var files []string
@@ -36,7 +37,7 @@ func examples(tb testing.TB) []string {
 		if err != nil {
 			return err
 		}
-		if !d.IsDir() && d.Name() == "Caddyfile" {
+		if !d.IsDir() && (d.Name() == "Caddyfile" || strings.HasSuffix(d.Name(), ".Caddyfile")) {
 			files = append(files, path)
 		}
 		return nil
@@ -48,6 +49,16 @@ func examples(tb testing.TB) []string {
 		tb.Fatal("no Caddyfile found")
 	}
 	return files
+}
+
+// exampleName names an example's subtest: its directory, plus the file's
+// name when that is not plain Caddyfile (cluster/node-a.Caddyfile).
+func exampleName(path string) string {
+	name := filepath.Base(filepath.Dir(path))
+	if base := filepath.Base(path); base != "Caddyfile" {
+		name += "/" + base
+	}
+	return name
 }
 
 // unsetEnv clears the examples' placeholders for the test's duration.
@@ -83,7 +94,7 @@ func adaptExample(tb testing.TB, path string, input []byte) []byte {
 func TestExamplesAdapt(t *testing.T) {
 	unsetEnv(t)
 	for _, path := range examples(t) {
-		t.Run(filepath.Base(filepath.Dir(path)), func(t *testing.T) {
+		t.Run(exampleName(path), func(t *testing.T) {
 			input, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -116,7 +127,7 @@ func TestExamplesAdapt(t *testing.T) {
 func TestExamplesValidate(t *testing.T) {
 	unsetEnv(t)
 	for _, path := range examples(t) {
-		t.Run(filepath.Base(filepath.Dir(path)), func(t *testing.T) {
+		t.Run(exampleName(path), func(t *testing.T) {
 			input, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
