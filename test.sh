@@ -32,7 +32,7 @@ gofmt_clean() {
 }
 
 race_pkgs=()
-for p in hub protocol netpoll gateway module; do
+for p in hub broker protocol netpoll gateway module; do
 	if compgen -G "$p/*.go" >/dev/null; then
 		race_pkgs+=("./$p/...")
 	fi

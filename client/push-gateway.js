@@ -13,8 +13,12 @@
  *     onResync(key, {epoch, seq}) {},       // history lost: pull full state, then continue
  *     onTransport(name, previous) {},       // 'websocket' | 'sse' | 'poll'; null while reconnecting
  *     transports: ['websocket', 'sse', 'poll'],
+ *     discover: false,                      // true: move to another gateway node when this one goes
+ *     zone: null,                           // with discover: prefer nodes of this zone
+ *     onNode(node, previous) {},            // {id, address, zone}: a connection came up on another
+ *                                           // node, or the node list named this one (id null: unlisted)
  *   });
- *   gw.follow('K2'); gw.unfollow('K'); gw.reconnect(); gw.close(); gw.transport;
+ *   gw.follow('K2'); gw.unfollow('K'); gw.reconnect(); gw.close(); gw.transport; gw.node; gw.nodes();
  *
  * Guarantees: each key's messages reach onMessage once each and in seq order,
  * across reconnects and transport switches (the client keeps since/epoch per
@@ -22,6 +26,20 @@
  * A transport that fails `failuresBeforeDegrade` times in a row gives way to
  * the next one in `transports`; while degraded, the client probes the first
  * one every `probeInterval` ms and moves back to it once it registers.
+ *
+ * Node discovery (discover: true): every gateway node lists the live nodes
+ * of its cluster at <route>/nodes, least loaded first. The client reads the
+ * list once at start (so that it knows the peers even if its node dies
+ * without a word) and again whenever its node is lost: told 1001 "going
+ * away" (an SSE ": shutdown" comment), or a connection that cannot be
+ * opened. It then connects to the least-loaded node it has not tried since
+ * a connection last worked, preferring `zone`; when none is left, it goes
+ * back to `url` and starts over. When the lost node does not answer, the
+ * list fetched last from any node serves. The per-key since/epoch travel
+ * along: the cluster shares seqs and history, so the new node resumes
+ * each key where the old one stopped. A connection that dropped after
+ * working is first retried on the same node (a network blip should not
+ * move clients around); only when that fails does the client move.
  *
  * Server-Sent Events are read with fetch() rather than EventSource: that
  * receives events of every name (EventSource needs a listener per name), sees
@@ -46,9 +64,13 @@
     stableAfter: 5000, // ms a connection must last for a drop to retry at once
     pollWait: 25, // s the gateway may hold a long poll
     ackDelay: 50, // ms WebSocket acks are batched for
+    discover: false, // reconnect to another node from <url>/nodes when the node is lost
+    zone: null, // with discover: nodes of this zone first
+    nodesTimeout: 3000, // ms a <url>/nodes request may take
     onMessage: null,
     onResync: null,
     onTransport: null,
+    onNode: null,
     onError: null,
     // Test seams: the constructors the client uses.
     WebSocket: null,
@@ -66,6 +88,64 @@
   function absoluteURL(url) {
     var base = root.location ? root.location.href : 'http://localhost/';
     return new URL(url, base);
+  }
+
+  // withScheme is url with the scheme a transport needs: node addresses and
+  // `url` may name either family (ws://, http://), and TLS carries over.
+  function withScheme(url, websocket) {
+    var u = absoluteURL(url);
+    var secure = u.protocol === 'https:' || u.protocol === 'wss:';
+    if (websocket) u.protocol = secure ? 'wss:' : 'ws:';
+    else u.protocol = secure ? 'https:' : 'http:';
+    return u;
+  }
+
+  // nodeKey names the node a base URL reaches, whatever scheme family or
+  // trailing slash it was written with: ws://h/realtime and
+  // http://h/realtime/ are one node.
+  function nodeKey(url) {
+    try {
+      var u = withScheme(url, false);
+      return u.protocol + '//' + u.host + u.pathname.replace(/\/+$/, '');
+    } catch (e) {
+      return String(url);
+    }
+  }
+
+  // nodesURL is the node list of the gateway at base: <route>/nodes.
+  function nodesURL(base) {
+    var u = withScheme(base, false);
+    u.pathname = u.pathname.replace(/\/+$/, '') + '/nodes';
+    u.search = '';
+    u.hash = '';
+    return u.href;
+  }
+
+  // parseNodes reads a <route>/nodes answer; entries whose address no
+  // transport can open keep a null address (they still name a node).
+  function parseNodes(body) {
+    var list = body && body.nodes;
+    if (!Array.isArray(list)) return null;
+    var nodes = [];
+    for (var i = 0; i < list.length; i++) {
+      var n = list[i];
+      if (!n || typeof n.id !== 'string') continue;
+      var address = null;
+      if (typeof n.address === 'string' && /^(wss?|https?):\/\//i.test(n.address)) {
+        try {
+          address = absoluteURL(n.address).href;
+        } catch (e) {
+          address = null;
+        }
+      }
+      nodes.push({
+        id: n.id,
+        address: address,
+        zone: typeof n.zone === 'string' && n.zone !== '' ? n.zone : null,
+        connections: typeof n.connections === 'number' ? n.connections : 0,
+      });
+    }
+    return nodes;
   }
 
   function retryAfterMs(resp) {
@@ -99,11 +179,30 @@
     this._retryTimer = null;
     this._probeTimer = null;
     this._closed = false;
+    // Where connections go: the url given first, other nodes after a loss.
+    // Kept as given: a relative url resolves against the page at each
+    // connect, as it always has.
+    this._origin = o.url;
+    this._base = o.url;
+    this.node = { id: null, address: absoluteURL(o.url).href, zone: null }; // the node of _base
+    this._nodes = []; // the node list fetched last, from any node
+    this._listFrom = null; // nodeKey of the node the list was (being) fetched from
+    this._tried = new Set(); // nodeKeys that failed since a connection last worked
+    this._gen = 0; // bumped by every connect: a node pick still pending is then stale
+    this._reported = null; // the node onNode was told last
     var keys = o.keys || [];
     if (Array.isArray(keys)) {
       for (var i = 0; i < keys.length; i++) this._keys.set(String(keys[i]), { since: null, epoch: null });
     } else {
       for (k in keys) this._keys.set(k, position(keys[k]));
+    }
+    if (o.discover) {
+      // Now, while the node answers: if it dies without warning, its
+      // peers are known.
+      var self = this;
+      this._fetchNodes(this._base, function () {
+        self._learnNode();
+      });
     }
     this._connect();
   }
@@ -148,6 +247,14 @@
     if (!this._closed) this._restart();
   };
 
+  // nodes returns the node list fetched last ([] before any, or without
+  // discover): [{id, address, zone, connections}], least loaded first.
+  PushGateway.prototype.nodes = function () {
+    return this._nodes.map(function (n) {
+      return { id: n.id, address: n.address, zone: n.zone, connections: n.connections };
+    });
+  };
+
   PushGateway.prototype.close = function () {
     this._closed = true;
     clearTimeout(this._retryTimer);
@@ -166,6 +273,7 @@
   };
 
   PushGateway.prototype._connect = function () {
+    this._gen++;
     if (this._closed || this._keys.size === 0) return;
     var self = this;
     var name = this._transports[this._idx];
@@ -174,20 +282,22 @@
         self._fails = 0;
         self._upAt = Date.now();
         self._setTransport(name);
+        self._nodeUp();
         self._scheduleProbe();
       },
-      down: function (wasUp, retryAfter) {
+      down: function (wasUp, retryAfter, away) {
         if (self._conn !== conn) return;
         self._conn = null;
         if (self.transport === name) self._setTransport(null);
-        self._failed(wasUp, retryAfter);
+        self._failed(wasUp, retryAfter, away);
       },
     });
     this._conn = conn;
   };
 
-  // _failed picks what to try after the active connection went down.
-  PushGateway.prototype._failed = function (wasUp, retryAfter) {
+  // _failed picks what to try after the active connection went down; away
+  // tells that the gateway said it is going (1001).
+  PushGateway.prototype._failed = function (wasUp, retryAfter, away) {
     if (this._closed) return;
     var delay;
     if (wasUp) {
@@ -207,13 +317,164 @@
         delay = this._backoff(this._fails);
       }
     }
+    // Retry-After holds on other nodes too: the gateways of a cluster
+    // refuse together when what they share (the broker) is down.
     delay = Math.max(delay, retryAfter || 0);
     var self = this;
     clearTimeout(this._retryTimer);
-    this._retryTimer = setTimeout(function () {
-      self._connect();
-    }, delay);
+    var retry = function (wait) {
+      self._retryTimer = setTimeout(function () {
+        self._connect();
+      }, wait);
+    };
+    if (this.options.discover && (away || !wasUp)) {
+      var gen = this._gen;
+      var started = Date.now();
+      this._pickNode(function () {
+        // A connect meanwhile (reconnect, follow, a probe taking over)
+        // made this pick stale.
+        if (self._closed || gen !== self._gen) return;
+        retry(Math.max(0, delay - (Date.now() - started)));
+      });
+    } else {
+      retry(delay);
+    }
     this._scheduleProbe(); // while degraded, keep probing even if nothing works
+  };
+
+  // ---- node discovery --------------------------------------------------------
+
+  // _pickNode moves _base off the node that failed, then calls done: to the
+  // least-loaded listed node not tried since a connection last worked
+  // (the preferred zone first), or, when none is left, back to the url
+  // given, trying the whole list again from there on.
+  PushGateway.prototype._pickNode = function (done) {
+    var self = this;
+    var failed = this._base;
+    this._tried.add(nodeKey(failed));
+    this._fetchNodes(failed, function () {
+      var next = self._candidate();
+      if (next) {
+        self._base = next.address;
+      } else {
+        self._tried.clear();
+        self._base = self._origin;
+      }
+      self.node = self._nodeOf(self._base);
+      done();
+    });
+  };
+
+  // _candidate is the next node to try, or null.
+  PushGateway.prototype._candidate = function () {
+    var zone = this.options.zone;
+    var tried = this._tried;
+    var c = [];
+    this._nodes.forEach(function (n, i) {
+      if (n.address && !tried.has(nodeKey(n.address))) c.push({ n: n, i: i });
+    });
+    // The gateway sorts by load already; sorting again keeps a list from
+    // an older gateway right, and puts the zone first.
+    c.sort(function (a, b) {
+      var za = zone && a.n.zone === zone ? 0 : 1;
+      var zb = zone && b.n.zone === zone ? 0 : 1;
+      return za - zb || a.n.connections - b.n.connections || a.i - b.i;
+    });
+    return c.length > 0 ? c[0].n : null;
+  };
+
+  // _nodeOf describes the node at base: as listed when the list names it.
+  PushGateway.prototype._nodeOf = function (base) {
+    var key = nodeKey(base);
+    for (var i = 0; i < this._nodes.length; i++) {
+      var n = this._nodes[i];
+      if (n.address && nodeKey(n.address) === key) return { id: n.id, address: n.address, zone: n.zone };
+    }
+    return { id: null, address: absoluteURL(base).href, zone: null };
+  };
+
+  // _fetchNodes reads the node list of the gateway at base and keeps it if
+  // it names any node, then calls done, within nodesTimeout whatever
+  // happens. An empty or failed answer leaves the list held: the nodes
+  // it names are still the best guess.
+  PushGateway.prototype._fetchNodes = function (base, done) {
+    var self = this;
+    var key = nodeKey(base);
+    var fetchFn = this.options.fetch || (root.fetch && root.fetch.bind(root));
+    var finished = false;
+    var ctl = typeof AbortController === 'function' ? new AbortController() : null;
+    var finish = function (ok) {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      if (!ok && self._listFrom === key) self._listFrom = null;
+      done();
+    };
+    var timer = setTimeout(function () {
+      if (ctl) ctl.abort();
+      finish(false);
+    }, this.options.nodesTimeout);
+    this._listFrom = key;
+    var req;
+    try {
+      req = fetchFn(nodesURL(base), {
+        headers: { Accept: 'application/json' },
+        cache: 'no-store',
+        signal: ctl ? ctl.signal : undefined,
+      });
+    } catch (err) {
+      finish(false);
+      return;
+    }
+    req
+      .then(function (resp) {
+        if (!resp.ok) throw new Error('node list answered ' + resp.status);
+        return resp.json();
+      })
+      .then(
+        function (body) {
+          var nodes = parseNodes(body);
+          if (finished || self._closed || !nodes || nodes.length === 0) {
+            finish(false);
+            return;
+          }
+          self._nodes = nodes;
+          finish(true);
+        },
+        function () {
+          finish(false);
+        }
+      );
+  };
+
+  // _learnNode names the node of _base from a fresh list, and tells the
+  // application when a connection is up on it.
+  PushGateway.prototype._learnNode = function () {
+    var n = this._nodeOf(this._base);
+    if (n.id !== null && (n.id !== this.node.id || n.address !== this.node.address)) this.node = n;
+    if (this.transport !== null) this._reportNode();
+  };
+
+  // _nodeUp: a connection came up on the node of _base.
+  PushGateway.prototype._nodeUp = function () {
+    var self = this;
+    this._tried.clear();
+    this._reportNode();
+    // A list from the node now serving, for the next loss: the one held may
+    // come from a node that is gone.
+    if (this.options.discover && this._listFrom !== nodeKey(this._base)) {
+      this._fetchNodes(this._base, function () {
+        self._learnNode();
+      });
+    }
+  };
+
+  PushGateway.prototype._reportNode = function () {
+    var n = this.node;
+    var prev = this._reported;
+    if (prev && prev.id === n.id && prev.address === n.address) return;
+    this._reported = n;
+    if (this.options.onNode) this._call(this.options.onNode, n, prev);
   };
 
   // _backoff: jittered exponential delay after n consecutive failures.
@@ -251,6 +512,7 @@
         // now neither loses nor doubles a message.
         if (self._probe !== probe) return;
         self._probe = null;
+        self._gen++; // a node pick still pending is stale
         clearTimeout(self._retryTimer);
         if (self._conn) self._conn.close();
         self._conn = probe;
@@ -260,13 +522,14 @@
         clearTimeout(self._probeTimer);
         self._probeTimer = null;
         self._setTransport(name);
+        self._nodeUp();
         probe.cb = {
           up: function () {},
-          down: function (wasUp, retryAfter) {
+          down: function (wasUp, retryAfter, away) {
             if (self._conn !== probe) return;
             self._conn = null;
             if (self.transport === name) self._setTransport(null);
-            self._failed(wasUp, retryAfter);
+            self._failed(wasUp, retryAfter, away);
           },
         };
       },
@@ -358,11 +621,11 @@
     this.cb = cb;
     this.up = false;
     this.dead = false;
+    this.away = false; // the gateway closed with 1001: it is going
     this.pending = new Set(); // keys not yet registered on this socket
     this.acks = new Map();
     this.ackTimer = null;
-    var u = absoluteURL(gw.options.url);
-    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+    var u = withScheme(gw._base, true);
     var WS = gw.options.WebSocket || root.WebSocket;
     try {
       this.ws = new WS(u.href);
@@ -384,7 +647,8 @@
     this.ws.onmessage = function (ev) {
       self.onMessage(ev.data);
     };
-    this.ws.onclose = function () {
+    this.ws.onclose = function (ev) {
+      if (ev && ev.code === 1001) self.away = true;
       self.fail();
     };
     this.ws.onerror = function () {
@@ -505,7 +769,7 @@
     if (this.dead) return;
     var wasUp = this.up;
     this.close();
-    this.cb.down(wasUp, 0);
+    this.cb.down(wasUp, 0, this.away);
   };
 
   // ---- Server-Sent Events, one stream per key -------------------------------
@@ -515,6 +779,7 @@
     this.cb = cb;
     this.up = false;
     this.dead = false;
+    this.away = false; // the gateway ended a stream with ": shutdown"
     this.streams = new Map(); // key -> {ctl, open}
     var self = this;
     gw._keys.forEach(function (_, key) {
@@ -526,7 +791,7 @@
     var self = this;
     var gw = this.gw;
     var st = gw._keys.get(key);
-    var u = absoluteURL(gw.options.url);
+    var u = withScheme(gw._base, false);
     u.searchParams.set('sdk_key', key);
     if (st.since !== null) {
       u.searchParams.set('since', String(st.since));
@@ -586,7 +851,11 @@
         ev = { event: '', data: [], id: null };
         return;
       }
-      if (l.charAt(0) === ':') return; // heartbeat comment
+      if (l.charAt(0) === ':') {
+        // A heartbeat, or the gateway's last words when it shuts down.
+        if (l.slice(1).trim() === 'shutdown') self.away = true;
+        return;
+      }
       var i = l.indexOf(':');
       var field = i < 0 ? l : l.slice(0, i);
       var value = i < 0 ? '' : l.slice(i + 1);
@@ -682,7 +951,7 @@
     if (this.dead) return;
     var wasUp = this.up;
     this.close();
-    this.cb.down(wasUp, retryAfter);
+    this.cb.down(wasUp, retryAfter, this.away);
   };
 
   // ---- long poll -----------------------------------------------------------
@@ -699,7 +968,7 @@
 
   PollConn.prototype.url = function () {
     var gw = this.gw;
-    var u = absoluteURL(gw.options.url);
+    var u = withScheme(gw._base, false);
     var keys = Array.from(gw._keys.keys());
     var single = keys.length === 1;
     keys.forEach(function (key) {
