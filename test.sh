@@ -33,7 +33,7 @@ gofmt_clean() {
 
 race_pkgs=()
 for p in hub broker protocol netpoll gateway module; do
-	if compgen -G "$p/*.go" >/dev/null; then
+	if compgen -G "$p/*.go" >/dev/null || compgen -G "$p/*/*.go" >/dev/null; then
 		race_pkgs+=("./$p/...")
 	fi
 done
