@@ -98,9 +98,12 @@ type Sink interface {
 	// Sync hands over a tracked key's state (after Track, Refill, or a
 	// reconnection to the store that may have lost messages).
 	Sync(key string, s Snapshot)
-	// Drop says that key was dropped from the store: its followers here
-	// are closed with ReasonKeyDropped and its mirror forgotten.
-	Drop(key string)
+	// Drop says that key's state in epoch was dropped from the store: its
+	// followers here are closed with ReasonKeyDropped and its mirror
+	// forgotten — unless the mirror is newer than the drop (not synced
+	// yet, or synced to another epoch): a client that came back at once
+	// must not lose the state it just made.
+	Drop(key, epoch string)
 }
 
 // syncTimeout bounds how long Read waits for a key's first Sync: a long

@@ -321,10 +321,15 @@ func (h *Hub) DropKey(key string) (KeyInfo, bool, error) {
 
 // dropLocal is DropKey on this hub's own state.
 func (h *Hub) dropLocal(key string) (KeyInfo, bool) {
+	return h.dropLocalIf(key, nil)
+}
+
+// dropLocalIf is dropLocal of a key state that satisfies cond (nil: any).
+func (h *Hub) dropLocalIf(key string, cond func(*keyState) bool) (KeyInfo, bool) {
 	sh := h.shardFor(key)
 	sh.mu.Lock()
 	ks := sh.keys[key]
-	if ks == nil {
+	if ks == nil || (cond != nil && !cond(ks)) {
 		sh.mu.Unlock()
 		return KeyInfo{}, false
 	}

@@ -404,11 +404,14 @@ func messageOf(key string, e *Entry) *Message {
 	return &Message{Key: key, Epoch: e.Epoch, Seq: e.Seq, Event: e.Event, Data: e.Data, TS: e.TS}
 }
 
-// Drop implements Sink: key was dropped from the store.
-func (h *Hub) Drop(key string) {
-	if ValidKey(key) == nil {
-		h.dropLocal(key)
+// Drop implements Sink: key's state in epoch was dropped from the store.
+func (h *Hub) Drop(key, epoch string) {
+	if ValidKey(key) != nil {
+		return
 	}
+	h.dropLocalIf(key, func(ks *keyState) bool {
+		return ks.mir == nil || (ks.mir.synced && ks.epoch == epoch)
+	})
 }
 
 // keyInfoMirror is KeyInfo in cluster mode.
@@ -444,29 +447,32 @@ func (h *Hub) dropKeyMirror(key string) (KeyInfo, bool, error) {
 }
 
 // waitSyncedLocked waits, with sh.mu released, for a new mirror's first
-// Sync: Read answers from the mirror. It returns the key's state, or an
-// error wrapping ErrUnavailable when the store did not answer in time.
+// Sync: Read answers from the mirror. When the state is dropped meanwhile
+// (DELETE), it waits for the one that replaces it. It returns the key's
+// synced state, or an error wrapping ErrUnavailable when the store did not
+// answer within syncTimeout. The caller holds sh.mu.
 func (h *Hub) waitSyncedLocked(sh *shard, ks *keyState) (*keyState, error) {
-	ch := ks.mir.syncedCh
-	sh.mu.Unlock()
 	t := time.NewTimer(syncTimeout)
-	var err error
-	select {
-	case <-ch:
-	case <-t.C:
-		err = fmt.Errorf("%w: key %q not synced within %v", ErrUnavailable, ks.key, syncTimeout)
+	defer t.Stop()
+	for !ks.mir.synced {
+		ch := ks.mir.syncedCh
+		sh.mu.Unlock()
+		var timeout bool
+		select {
+		case <-ch:
+		case <-t.C:
+			timeout = true
+		}
+		sh.mu.Lock()
+		if timeout {
+			return nil, fmt.Errorf("%w: key %q not synced within %v", ErrUnavailable, ks.key, syncTimeout)
+		}
+		if h.closed.Load() {
+			return nil, ErrClosed
+		}
+		ks = h.keyStateLocked(sh, ks.key)
 	}
-	t.Stop()
-	sh.mu.Lock()
-	if err != nil {
-		return nil, err
-	}
-	if cur := sh.keys[ks.key]; cur != nil && cur.mir.synced {
-		return cur, nil
-	}
-	// Dropped and recreated meanwhile: answer from the new state when it
-	// is there, else the client asks again.
-	return nil, fmt.Errorf("%w: key %q changed while syncing", ErrUnavailable, ks.key)
+	return ks, nil
 }
 
 func unavailable(err error) error {

@@ -130,7 +130,7 @@ func (n *storeNode) loop() {
 			case "apply":
 				n.sink.Apply(c.entry)
 			case "drop":
-				n.sink.Drop(c.key)
+				n.sink.Drop(c.key, c.epoch)
 			case "sync":
 				n.sink.Sync(c.key, n.s.snapshot(c.key, c.epoch, c.after, c.full))
 			}
@@ -224,11 +224,15 @@ func (n *storeNode) Drop(_ context.Context, key string) (hub.Snapshot, bool, err
 	s.mu.Lock()
 	k := s.keys[key]
 	delete(s.keys, key)
+	var epoch string
+	if k != nil {
+		epoch = k.epoch
+	}
 	nodes := slices.Clone(s.nodes)
 	for _, o := range nodes {
 		o.mu.Lock()
 		if o.tracked[key] {
-			o.queue = append(o.queue, call{kind: "drop", key: key})
+			o.queue = append(o.queue, call{kind: "drop", key: key, epoch: epoch})
 		}
 		o.mu.Unlock()
 		o.kick()
@@ -663,5 +667,29 @@ func TestMirrorRaces(t *testing.T) {
 		if err := h.CheckInvariants(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestMirrorDropNoticeSparesNewerState(t *testing.T) {
+	// A long poll woken by DELETE comes back at once and makes a new mirror
+	// before this node hears of the drop: the notice, about the old epoch,
+	// must not take the new mirror with it.
+	_, hubs, _ := cluster(t, 1, 16)
+	h := hubs[0]
+	p, err := h.Publish("k", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Read("k", 0, ""); err != nil { // tracks k
+		t.Fatal(err)
+	}
+	h.Drop("k", p.Epoch)
+	res, err := h.Read("k", 0, "") // a new mirror, synced to the store
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Drop("k", "some-older-epoch")
+	if res2, err := h.Read("k", 0, ""); err != nil || res2.Epoch != res.Epoch {
+		t.Fatalf("Read after a stale drop notice = %+v, %v; want epoch %s kept", res2, err, res.Epoch)
 	}
 }

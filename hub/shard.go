@@ -109,6 +109,9 @@ func (h *Hub) deleteKeyLocked(sh *shard, ks *keyState) {
 	h.keys.Add(-1)
 	if ks.mir != nil {
 		ks.mir.wakeLocked(ks, true)
+		if !ks.mir.synced {
+			close(ks.mir.syncedCh) // wake Read: it looks again
+		}
 		h.broker.Untrack(ks.key)
 	}
 }

@@ -1,8 +1,14 @@
 package integration
 
 import (
+	"slices"
 	"strings"
 )
+
+// clusterBroker, when set, is the Redis URL every node caddyfile builds
+// shares: TestContractInClusterMode runs single-node tests in cluster mode
+// with it. Tests do not run in parallel, so a package variable will do.
+var clusterBroker string
 
 // route is the path the test Caddyfiles serve the gateway on.
 const route = "/realtime"
@@ -13,6 +19,9 @@ const route = "/realtime"
 // example, proving the directive needs no `order` line. globalOpts go into the global push_gateway
 // block, which is left out when empty.
 func caddyfile(globalOpts, routeOpts []string) string {
+	if clusterBroker != "" {
+		globalOpts = append(slices.Clone(globalOpts), "broker redis "+clusterBroker)
+	}
 	var b strings.Builder
 	b.WriteString("{")
 	b.WriteString(globalOptions)

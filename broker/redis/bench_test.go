@@ -78,7 +78,7 @@ type latencySink struct{ applied chan hub.Entry }
 
 func (s latencySink) Apply(e hub.Entry)                  { s.applied <- e }
 func (s latencySink) Sync(key string, snap hub.Snapshot) { s.applied <- hub.Entry{Key: key} }
-func (s latencySink) Drop(string)                        {}
+func (s latencySink) Drop(string, string)                {}
 
 // BenchmarkPublishToApply measures one message's way from Publish on one
 // broker to Sink.Apply on another (two gateway nodes sharing one Redis),

@@ -42,7 +42,7 @@ func (s *fakeSink) Apply(e hub.Entry) { s.record(func() { s.applies = append(s.a
 func (s *fakeSink) Sync(key string, snap hub.Snapshot) {
 	s.record(func() { s.syncs = append(s.syncs, syncCall{key, snap}) })
 }
-func (s *fakeSink) Drop(key string) { s.record(func() { s.drops = append(s.drops, key) }) }
+func (s *fakeSink) Drop(key, _ string) { s.record(func() { s.drops = append(s.drops, key) }) }
 
 // waitUntil waits until cond, called with the sink locked, holds.
 func (s *fakeSink) waitUntil(tb testing.TB, what string, cond func() bool) {

@@ -28,7 +28,7 @@ const (
 var errBadPayload = errors.New("malformed pub/sub payload")
 
 // parsePayload reads a payload received on key's channel. drop is true for
-// a drop notice, which carries no entry.
+// a drop notice, whose entry carries only the dropped epoch.
 func parsePayload(key, p string) (e hub.Entry, drop bool, err error) {
 	kind, rest, ok := strings.Cut(p, "\n")
 	if !ok || len(kind) != 1 {
@@ -36,7 +36,8 @@ func parsePayload(key, p string) (e hub.Entry, drop bool, err error) {
 	}
 	switch kind[0] {
 	case kindDrop:
-		return e, true, nil
+		// The epoch the state had, if any: a node drops only that.
+		return hub.Entry{Key: key, Epoch: rest}, true, nil
 	case kindMessage:
 	default:
 		return e, false, errBadPayload

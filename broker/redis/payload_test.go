@@ -27,8 +27,8 @@ func TestParsePayload(t *testing.T) {
 		{name: "data with newlines", in: "m\ne\n1\n0\nev\nline1\nline2\n",
 			want: hub.Entry{Key: "K", Epoch: "e", Seq: 1, Event: "ev", Data: []byte("line1\nline2\n")}},
 		{name: "empty data", in: "m\ne\n1\n5\nev\n", want: hub.Entry{Key: "K", Epoch: "e", Seq: 1, TS: 5, Event: "ev", Data: []byte{}}},
-		{name: "drop", in: "d\nab-r", drop: true},
-		{name: "drop no epoch", in: "d\n", drop: true},
+		{name: "drop", in: "d\nab-r", drop: true, want: hub.Entry{Key: "K", Epoch: "ab-r"}},
+		{name: "drop no epoch", in: "d\n", drop: true, want: hub.Entry{Key: "K"}},
 		{name: "empty", in: "", wantErr: true},
 		{name: "unknown kind", in: "x\ne\n1\n0\nev\nd", wantErr: true},
 		{name: "long kind", in: "mm\ne\n1\n0\nev\nd", wantErr: true},
@@ -47,6 +47,9 @@ func TestParsePayload(t *testing.T) {
 			}
 			if drop != tt.drop {
 				t.Fatalf("drop = %v, want %v", drop, tt.drop)
+			}
+			if drop && (e.Key != tt.want.Key || e.Epoch != tt.want.Epoch) {
+				t.Fatalf("drop notice %q = %+v, want key %q, epoch %q", tt.in, e, tt.want.Key, tt.want.Epoch)
 			}
 			if err != nil || drop {
 				return

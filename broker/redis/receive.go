@@ -106,7 +106,7 @@ func (b *Broker) deliver(m *goredis.Message) {
 	switch {
 	case st == nil: // untracked meanwhile
 	case drop:
-		b.sink.Drop(key)
+		b.sink.Drop(key, e.Epoch)
 	default:
 		b.sink.Apply(e)
 	}
