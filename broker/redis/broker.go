@@ -87,6 +87,10 @@ type Broker struct {
 	queue []op          // Track, Untrack, Refill and resubscriptions, in call order
 	wake  chan struct{} // a buffered nudge for the control goroutine
 
+	pmu       sync.Mutex
+	pending   []*publishCall // publishes waiting for a pipeline (pipeline.go)
+	pipelines int            // pipelines on the way
+
 	kmu  sync.Mutex
 	keys map[string]*keyState // tracked keys
 

@@ -28,7 +28,8 @@
 // fallback to EVAL: Publish gets or creates the epoch (from a random
 // candidate the caller passes), increments the seq, appends to the stream
 // trimmed by size (MAXLEN) and age (MINID), refreshes the expiries and
-// PUBLISHes the message, in one round trip. Redis runs scripts one at a
+// PUBLISHes the message, in one round trip, which concurrent publishes
+// share: they are pipelined (pipeline.go). Redis runs scripts one at a
 // time, so a key's pub/sub messages go out in seq order and the stream
 // holds contiguous seqs. The sync script reads the state and the entries a
 // tracking node lacks; syncs of many keys go in one pipeline.
@@ -56,8 +57,10 @@
 //     SUBSCRIBE and UNSUBSCRIBE in batches, and syncs (Sink.Sync) in
 //     pipelines. It pings Redis every second.
 //
-// Publish, State, Drop, Announce, Leave, Nodes, Status and Configure run on
-// the caller's goroutine; every method is safe for concurrent use.
+// Publish queues its script and waits; while publishes are queued, up to
+// four short-lived goroutines send them in pipelines and end when the queue
+// is empty. State, Drop, Announce, Leave, Nodes, Status and Configure run
+// on the caller's goroutine; every method is safe for concurrent use.
 //
 // # Outages
 //

@@ -18,13 +18,24 @@ var errBadReply = errors.New("unexpected script reply")
 
 // Publish assigns key's next seq, appends the message to the shared history
 // and publishes it to every tracking node, in one script: one round trip
-// once Redis has cached the script. The error wraps hub.ErrUnavailable. A
+// once Redis has cached the script, shared with concurrent publishes
+// (pipeline.go). The error wraps hub.ErrUnavailable. A
 // timeout cannot tell whether Redis ran the script; the message may then
 // be stored although Publish failed.
 func (b *Broker) Publish(ctx context.Context, key, event string, data []byte) (hub.Entry, error) {
 	size, ttl, metaTTL := b.ttlArgs()
-	res, err := publishScript.Run(ctx, b.client, b.keysOf(key),
-		newEpoch(), event, data, size, ttl, metaTTL, b.channel(key)).Slice()
+	c := &publishCall{
+		keys: b.keysOf(key),
+		args: []any{newEpoch(), event, data, size, ttl, metaTTL, b.channel(key)},
+		done: make(chan struct{}),
+	}
+	b.enqueuePublish(c) // pipeline.go
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return hub.Entry{}, unavailable("publishing", ctx.Err())
+	}
+	res, err := c.res, c.err
 	if err != nil {
 		return hub.Entry{}, unavailable("publishing", err)
 	}
