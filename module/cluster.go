@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -54,7 +53,7 @@ func (b *Broker) spec() string {
 	if !b.isRedis() {
 		return BrokerMemory
 	}
-	return BrokerRedis + " " + redactURL(b.URL)
+	return BrokerRedis + " " + redis.Redact(b.URL)
 }
 
 // same reports whether b and o select the same broker (a changed password
@@ -73,7 +72,7 @@ func (b *Broker) validate() error {
 	switch b.Type {
 	case "", BrokerMemory:
 		if b.URL != "" {
-			return fmt.Errorf("broker %s takes no URL, got %q", BrokerMemory, redactURL(b.URL))
+			return fmt.Errorf("broker %s takes no URL, got %q", BrokerMemory, redis.Redact(b.URL))
 		}
 		return nil
 	case BrokerRedis:
@@ -88,26 +87,6 @@ func (b *Broker) validate() error {
 	default:
 		return fmt.Errorf("unknown broker type %q (want %s or %s)", b.Type, BrokerMemory, BrokerRedis)
 	}
-}
-
-// redactURL masks the passwords of a broker URL for messages and logs. It
-// errs on the safe side: everything before the last @ is user info (a
-// password may hold an unescaped / or ?), and a query naming a password is
-// masked whole.
-func redactURL(s string) string {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		return s
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		if user, _, hasPass := strings.Cut(rest[:at], ":"); hasPass {
-			rest = user + ":xxxxx" + rest[at:]
-		}
-	}
-	if base, query, ok := strings.Cut(rest, "?"); ok && strings.Contains(query, "password") {
-		rest = base + "?xxxxx"
-	}
-	return scheme + "://" + rest
 }
 
 // validateNodeName judges node_id and node_zone: they end up in JSON,
@@ -192,6 +171,6 @@ func (a *App) withBroker(cfg *gateway.Config) (closer func() error, err error) {
 	}
 	cfg.Broker, cfg.Registry = b, b
 	cfg.BrokerStatus = func() any { return b.Status() }
-	a.logger.Info("redis broker created", zap.String("url", redactURL(a.Broker.URL)), zap.String("mode", mode))
+	a.logger.Info("redis broker created", zap.String("url", redis.Redact(a.Broker.URL)), zap.String("mode", mode))
 	return b.Close, nil
 }

@@ -132,7 +132,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	b := &Broker{
 		mode:   mode,
-		url:    redact(opts.URL),
+		url:    Redact(opts.URL),
 		prefix: prefix,
 		log:    log,
 		client: goredis.NewUniversalClient(copts),

@@ -59,7 +59,7 @@ var schemes = map[string]struct {
 func ParseURL(u string) (*goredis.UniversalOptions, string, error) {
 	opts, mode, err := parseURL(u)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w %q: %v", ErrBadURL, redact(u), err)
+		return nil, "", fmt.Errorf("%w %q: %v", ErrBadURL, Redact(u), err)
 	}
 	return opts, mode, nil
 }
@@ -225,11 +225,11 @@ func parseQuery(raw, mode string, opts *goredis.UniversalOptions) error {
 	return nil
 }
 
-// redact hides the password of a URL (and a Sentinel password in its
-// query) for logs, errors and stats. It errs on the safe side: everything
+// Redact hides the password of a broker URL (and a Sentinel password in
+// its query) for logs, errors and stats. It errs on the safe side: everything
 // before the last @ is taken as user info, so a password holding an
 // unescaped / or ? is hidden too.
-func redact(u string) string {
+func Redact(u string) string {
 	scheme, rest, ok := strings.Cut(u, "://")
 	if !ok {
 		return u

@@ -107,8 +107,8 @@ func TestRedact(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := redact(tt.in); got != tt.want {
-				t.Fatalf("redact(%q) = %q, want %q", tt.in, got, tt.want)
+			if got := Redact(tt.in); got != tt.want {
+				t.Fatalf("Redact(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
 	}
