@@ -2,7 +2,7 @@ package gateway
 
 import (
 	"bytes"
-	"io"
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -31,22 +31,7 @@ func TestClientJS(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.NewRequest(tc.method, base+tc.path, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, v := range tc.header {
-				req.Header[k] = v
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp, b := doRequest(t, context.Background(), tc.method, base+tc.path, tc.header)
 			isScript := resp.Header.Get("Content-Type") == "text/javascript; charset=utf-8"
 			if tc.status == 0 { // not the script, whatever the transport answers
 				if isScript {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -124,22 +123,7 @@ func TestNodesEndpoint(t *testing.T) {
 				cfg.Registry = tc.registry
 			}
 			_, base := nodesEngine(t, cfg, nil)
-			req, err := http.NewRequest(tc.method, base+tc.path, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, v := range tc.header {
-				req.Header[k] = v
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp, body := doRequest(t, context.Background(), tc.method, base+tc.path, tc.header)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
 			}

@@ -42,13 +42,16 @@ type pollAnswerJSON struct {
 	Keys map[string]pollKeyAnswer `json:"keys"`
 }
 
-// doPoll runs one poll request and returns its status, its raw body and,
-// for a 200, the decoded answer.
-func doPoll(t testing.TB, ctx context.Context, base, query string) (int, []byte, pollAnswerJSON) {
+// doRequest sends one request with header and returns the answer with its
+// body read whole (and closed).
+func doRequest(t testing.TB, ctx context.Context, method, url string, header http.Header) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"?"+query, nil)
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -59,6 +62,14 @@ func doPoll(t testing.TB, ctx context.Context, base, query string) (int, []byte,
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp, body
+}
+
+// doPoll runs one poll request and returns its status, its raw body and,
+// for a 200, the decoded answer.
+func doPoll(t testing.TB, ctx context.Context, base, query string) (int, []byte, pollAnswerJSON) {
+	t.Helper()
+	resp, body := doRequest(t, ctx, http.MethodGet, base+"?"+query, nil)
 	var ans pollAnswerJSON
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(body, &ans); err != nil {

@@ -5,14 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +53,7 @@ http://127.0.0.1:{$PORT} {
 const corsLine = "header " + route + "* Access-Control-Allow-Origin *"
 
 // startPageNodes starts nodes gw-a (zone z1) and gw-b (zone z2) on
-// brokerURL, concurrently: caddy takes a while to start on a loaded machine.
+// brokerURL, concurrently.
 func startPageNodes(t testing.TB, brokerURL string, cors bool) (a, b *Node) {
 	t.Helper()
 	extra := ""
@@ -63,29 +61,13 @@ func startPageNodes(t testing.TB, brokerURL string, cors bool) (a, b *Node) {
 		extra = corsLine
 	}
 	ids := []string{"gw-a", "gw-b"}
-	nodes := make([]*Node, len(ids))
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
+	specs := make([]nodeSpec, len(ids))
 	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			config := fmt.Sprintf(clusterPageConfig, globalOptions, brokerURL, id, route,
-				fmt.Sprintf("z%d", i+1), clusterNodeTTL, extra, route)
-			for attempt := 0; attempt < 2; attempt++ {
-				nodes[i], errs[i] = tryStart(t, nodeSpec{config: config, adapter: "caddyfile"})
-				if !errors.Is(errs[i], errPortTaken) {
-					return
-				}
-			}
-		}()
+		config := fmt.Sprintf(clusterPageConfig, globalOptions, brokerURL, id, route,
+			fmt.Sprintf("z%d", i+1), clusterNodeTTL, extra, route)
+		specs[i] = nodeSpec{config: config, adapter: "caddyfile"}
 	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("starting node %s: %v", ids[i], err)
-		}
-	}
+	nodes := startNodes(t, ids, specs)
 	return nodes[0], nodes[1]
 }
 
@@ -365,36 +347,5 @@ func TestBrowserClusterFailover(t *testing.T) {
 // playing several nodes, for what real nodes cannot be made to do on cue
 // (a list naming nodes that refuse, a pick overtaken by a reconnect).
 func TestBrowserClusterClientUnit(t *testing.T) {
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("%v: node is not on PATH (apt-get install nodejs)", errBrowserTools)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, nodeBin, "browser/client_discover.mjs", "../client/push-gateway.js")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	var res struct {
-		Passed []string `json:"passed"`
-		Failed []struct {
-			Name  string `json:"name"`
-			Error string `json:"error"`
-		} `json:"failed"`
-	}
-	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); err != nil {
-		t.Fatalf("client_discover.mjs: %v; no result (%v): %s%s", runErr, err, stdout.String(), stderr.String())
-	}
-	for _, name := range res.Passed {
-		t.Logf("ok   %s", name)
-	}
-	for _, f := range res.Failed {
-		t.Errorf("FAIL %s: %s", f.Name, f.Error)
-	}
-	if runErr != nil && len(res.Failed) == 0 {
-		t.Fatalf("client_discover.mjs: %v\n%s", runErr, stderr.String())
-	}
-	if len(res.Passed) < 6 {
-		t.Errorf("%d discovery tests passed, want 6", len(res.Passed))
-	}
+	runClientTests(t, "client_discover.mjs", 6)
 }

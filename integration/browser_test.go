@@ -246,13 +246,21 @@ func TestBrowserDegradeAndRecover(t *testing.T) {
 // real gateway cannot be made to do on cue (a silent socket, a gap, a 503
 // with Retry-After, resync, a failed probe).
 func TestBrowserClientUnit(t *testing.T) {
+	runClientTests(t, "client_unit.mjs", 9)
+}
+
+// runClientTests runs integration/browser/<script> (built on client_kit.mjs)
+// under node on the browser client, reports each of its tests, and wants at
+// least want of them passed: a script that stops early must not pass.
+func runClientTests(t *testing.T, script string, want int) {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("%v: node is not on PATH (apt-get install nodejs)", errBrowserTools)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "browser/client_unit.mjs", "../client/push-gateway.js")
+	cmd := exec.CommandContext(ctx, node, "browser/"+script, "../client/push-gateway.js")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
@@ -264,7 +272,7 @@ func TestBrowserClientUnit(t *testing.T) {
 		} `json:"failed"`
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); err != nil {
-		t.Fatalf("client_unit.mjs: %v; no result (%v): %s%s", runErr, err, stdout.String(), stderr.String())
+		t.Fatalf("%s: %v; no result (%v): %s%s", script, runErr, err, stdout.String(), stderr.String())
 	}
 	for _, name := range res.Passed {
 		t.Logf("ok   %s", name)
@@ -273,10 +281,10 @@ func TestBrowserClientUnit(t *testing.T) {
 		t.Errorf("FAIL %s: %s", f.Name, f.Error)
 	}
 	if runErr != nil && len(res.Failed) == 0 {
-		t.Fatalf("client_unit.mjs: %v\n%s", runErr, stderr.String())
+		t.Fatalf("%s: %v\n%s", script, runErr, stderr.String())
 	}
-	if len(res.Passed) < 9 {
-		t.Errorf("%d client tests passed, want 9", len(res.Passed))
+	if len(res.Passed) < want {
+		t.Errorf("%s: %d tests passed, want %d", script, len(res.Passed), want)
 	}
 }
 

@@ -178,14 +178,7 @@ func TestClusterConcurrentPublishers(t *testing.T) {
 	const perNode, followersPerNode = 100, 3
 	const total = perNode * 3
 
-	var followers []*Client
-	for _, n := range nodes {
-		for range followersPerNode {
-			f := Dial(t, n.WSURL(route))
-			f.Register(t, key)
-			followers = append(followers, f)
-		}
-	}
+	followers := follow(t, key, followersPerNode, nodes...)
 
 	answers := make([][]Published, len(nodes))
 	pubErrs := make(chan error, len(nodes))
@@ -205,21 +198,7 @@ func TestClusterConcurrentPublishers(t *testing.T) {
 			}
 		}()
 	}
-	epochs := make([]string, len(followers))
-	inParallel(t, len(followers), len(followers), func(i int) error {
-		f := followers[i]
-		for want := uint64(1); want <= total; want++ {
-			m, err := f.NextMsg(msgTimeout)
-			if err != nil {
-				return fmt.Errorf("follower %d waiting for seq %d: %w", i, want, err)
-			}
-			if m.Type != "message" || m.SDKKey != key || m.Seq != want || (epochs[i] != "" && m.Epoch != epochs[i]) {
-				return fmt.Errorf("follower %d: want seq %d, got %s", i, want, truncate(m.Raw, 200))
-			}
-			epochs[i] = m.Epoch
-		}
-		return nil
-	})
+	epoch := readTotalOrder(t, followers, key, total)
 	wg.Wait()
 	close(pubErrs)
 	for err := range pubErrs {
@@ -230,8 +209,8 @@ func TestClusterConcurrentPublishers(t *testing.T) {
 	var seqs []int
 	for i, as := range answers {
 		for _, p := range as {
-			if p.Epoch != epochs[0] {
-				t.Fatalf("publisher on %s answered epoch %s, followers saw %s", nodes[i].ID, p.Epoch, epochs[0])
+			if p.Epoch != epoch {
+				t.Fatalf("publisher on %s answered epoch %s, followers saw %s", nodes[i].ID, p.Epoch, epoch)
 			}
 			seqs = append(seqs, int(p.Seq))
 		}
@@ -243,11 +222,6 @@ func TestClusterConcurrentPublishers(t *testing.T) {
 	slices.Sort(seqs)
 	if !slices.Equal(seqs, seqRange(1, total)) {
 		t.Fatalf("publish answers' seqs are not 1…%d once each: %v", total, seqs)
-	}
-	for i, e := range epochs {
-		if e != epochs[0] {
-			t.Fatalf("follower %d saw epoch %s, follower 0 %s", i, e, epochs[0])
-		}
 	}
 	// Nothing after the last seq.
 	for i, f := range followers {

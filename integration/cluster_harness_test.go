@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -54,27 +55,39 @@ func startCluster(t testing.TB, count int, brokerURL string) []*clusterNode {
 	return startClusterNodes(t, brokerURL, ids...)
 }
 
-// startClusterNodes starts one node per id, concurrently: caddy takes a
-// while to start on a loaded machine, and the nodes do not need each other.
+// startClusterNodes starts one node per id, concurrently, in zones z1, z2
+// alternately.
 func startClusterNodes(t testing.TB, brokerURL string, ids ...string) []*clusterNode {
 	t.Helper()
-	nodes := make([]*clusterNode, len(ids))
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
+	specs := make([]nodeSpec, len(ids))
+	zones := make([]string, len(ids))
 	for i, id := range ids {
+		zones[i] = fmt.Sprintf("z%d", i%2+1)
+		specs[i] = nodeSpec{config: clusterCaddyfile(brokerURL, id, zones[i]), adapter: "caddyfile"}
+	}
+	nodes := make([]*clusterNode, len(ids))
+	for i, n := range startNodes(t, ids, specs) {
+		nodes[i] = &clusterNode{Node: n, ID: ids[i], Zone: zones[i],
+			Address: fmt.Sprintf("ws://127.0.0.1:%d%s", n.Port, route)}
+	}
+	return nodes
+}
+
+// startNodes starts one node per spec, concurrently: caddy takes a while to
+// start on a loaded machine, and the nodes do not need each other. A start
+// whose free ports were taken meanwhile is tried once more. names[i] names
+// specs[i] in a failure.
+func startNodes(t testing.TB, names []string, specs []nodeSpec) []*Node {
+	t.Helper()
+	nodes := make([]*Node, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, spec := range specs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			zone := fmt.Sprintf("z%d", i%2+1)
-			spec := nodeSpec{config: clusterCaddyfile(brokerURL, id, zone), adapter: "caddyfile"}
 			for attempt := 0; attempt < 2; attempt++ {
-				var n *Node
-				n, errs[i] = tryStart(t, spec)
-				if errs[i] == nil {
-					nodes[i] = &clusterNode{Node: n, ID: id, Zone: zone,
-						Address: fmt.Sprintf("ws://127.0.0.1:%d%s", n.Port, route)}
-					return
-				}
+				nodes[i], errs[i] = tryStart(t, spec)
 				if !errors.Is(errs[i], errPortTaken) {
 					return
 				}
@@ -84,7 +97,7 @@ func startClusterNodes(t testing.TB, brokerURL string, ids ...string) []*cluster
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("starting cluster node %s: %v", ids[i], err)
+			t.Fatalf("starting node %s: %v", names[i], err)
 		}
 	}
 	return nodes
@@ -92,17 +105,7 @@ func startClusterNodes(t testing.TB, brokerURL string, ids ...string) []*cluster
 
 // Kill ends the process with SIGKILL, as a crash would: no 1001, no leaving
 // the node list. It returns once the process has exited.
-func (n *Node) Kill() {
-	n.stopMu.Lock()
-	defer n.stopMu.Unlock()
-	select {
-	case <-n.done:
-		return
-	default:
-	}
-	_ = n.cmd.Process.Kill()
-	<-n.done
-}
+func (n *Node) Kill() { n.end(os.Kill) }
 
 // listedNode is one entry of a node list.
 type listedNode struct {
@@ -211,14 +214,8 @@ type clusterStats struct {
 // answer for messages.
 func (n *Node) ClusterStats(t testing.TB) (clusterStats, string) {
 	t.Helper()
-	status, b := n.AdminDo(t, http.MethodGet, "/push_gateway/stats", "", nil)
-	if status != http.StatusOK {
-		t.Fatalf("GET /push_gateway/stats: %d %s", status, b)
-	}
 	var s clusterStats
-	if err := json.Unmarshal(b, &s); err != nil {
-		t.Fatalf("stats %s: %v", b, err)
-	}
+	b := n.statsInto(t, &s)
 	return s, string(b)
 }
 
@@ -260,6 +257,48 @@ func readRun(c *Client, key, epoch string, from, to uint64, anyData bool) error 
 		}
 	}
 	return nil
+}
+
+// follow dials per clients on each node and registers each on key.
+func follow(t testing.TB, key string, per int, nodes ...*clusterNode) []*Client {
+	t.Helper()
+	var followers []*Client
+	for _, n := range nodes {
+		for range per {
+			f := Dial(t, n.WSURL(route))
+			f.Register(t, key)
+			followers = append(followers, f)
+		}
+	}
+	return followers
+}
+
+// readTotalOrder reads key's messages seq 1..total on every follower at
+// once, each seq exactly once and in order whatever the data, and returns
+// the one epoch they all saw.
+func readTotalOrder(t testing.TB, followers []*Client, key string, total uint64) string {
+	t.Helper()
+	epochs := make([]string, len(followers))
+	inParallel(t, len(followers), len(followers), func(i int) error {
+		f := followers[i]
+		for want := uint64(1); want <= total; want++ {
+			m, err := f.NextMsg(msgTimeout)
+			if err != nil {
+				return fmt.Errorf("follower %d waiting for seq %d: %w", i, want, err)
+			}
+			if m.Type != "message" || m.SDKKey != key || m.Seq != want || (epochs[i] != "" && m.Epoch != epochs[i]) {
+				return fmt.Errorf("follower %d: want seq %d, got %s", i, want, truncate(m.Raw, 200))
+			}
+			epochs[i] = m.Epoch
+		}
+		return nil
+	})
+	for i, e := range epochs {
+		if e != epochs[0] {
+			t.Fatalf("follower %d saw epoch %s, follower 0 %s", i, e, epochs[0])
+		}
+	}
+	return epochs[0]
 }
 
 // expectPong sends an application ping and expects the pong as the very

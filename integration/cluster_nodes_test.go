@@ -21,12 +21,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	victim, b, c := nodes[0], nodes[1], nodes[2]
 	key := testKey(t, "k")
 
-	var clients []*Client
-	for range 3 {
-		f := Dial(t, victim.WSURL(route))
-		f.Register(t, key)
-		clients = append(clients, f)
-	}
+	clients := follow(t, key, 3, victim)
 	// Load the survivors so that the victim is the least loaded: listed
 	// first, a reconnecting client meets it before a live node.
 	for _, n := range []*clusterNode{b, c} {
@@ -130,12 +125,7 @@ func TestClusterGracefulStop(t *testing.T) {
 			n := startClusterNodes(t, redis.URL(), fmt.Sprintf("gw-stopping-%d", i))[0]
 			waitListed(t, other.Node, n.ID, other.ID)
 			key := testKey(t, "k")
-			var cs []*Client
-			for range 2 {
-				c := Dial(t, n.WSURL(route))
-				c.Register(t, key)
-				cs = append(cs, c)
-			}
+			cs := follow(t, key, 2, n)
 			stopped := make(chan error, 1)
 			start := time.Now()
 			go func() { stopped <- tc.stop(t, n) }()

@@ -30,14 +30,7 @@ func TestClusterRedisOutage(t *testing.T) {
 	nodes := startCluster(t, 2, redis.URL())
 	key := testKey(t, "k")
 
-	var followers []*Client
-	for _, n := range nodes {
-		for range 2 {
-			f := Dial(t, n.WSURL(route))
-			f.Register(t, key)
-			followers = append(followers, f)
-		}
-	}
+	followers := follow(t, key, 2, nodes...)
 	before := publishRange(t, nodes[0].Node, key, 1, 5)
 	for i, f := range followers {
 		if err := readRun(f, key, before.Epoch, 1, 5, false); err != nil {
@@ -196,14 +189,7 @@ func TestClusterPubSubLoss(t *testing.T) {
 	const perPublisher = 100
 	const total = 2 * perPublisher
 
-	var followers []*Client
-	for _, n := range nodes {
-		for range 2 {
-			f := Dial(t, n.WSURL(route))
-			f.Register(t, key)
-			followers = append(followers, f)
-		}
-	}
+	followers := follow(t, key, 2, nodes...)
 
 	reconnects := make([]uint64, len(nodes))
 	for i, n := range nodes {
@@ -255,26 +241,7 @@ func TestClusterPubSubLoss(t *testing.T) {
 			return s.Broker.Reconnects > reconnects[i], fmt.Sprintf("%s: Pub/Sub reconnects %d before the kills, now %s", n.ID, reconnects[i], raw)
 		})
 	}
-	epochs := make([]string, len(followers))
-	inParallel(t, len(followers), len(followers), func(i int) error {
-		f := followers[i]
-		for want := uint64(1); want <= total; want++ {
-			m, err := f.NextMsg(msgTimeout)
-			if err != nil {
-				return fmt.Errorf("follower %d waiting for seq %d: %w", i, want, err)
-			}
-			if m.Type != "message" || m.SDKKey != key || m.Seq != want || (epochs[i] != "" && m.Epoch != epochs[i]) {
-				return fmt.Errorf("follower %d: want seq %d, got %s", i, want, truncate(m.Raw, 200))
-			}
-			epochs[i] = m.Epoch
-		}
-		return nil
-	})
-	for i, e := range epochs {
-		if e != epochs[0] {
-			t.Fatalf("follower %d saw epoch %s, follower 0 %s", i, e, epochs[0])
-		}
-	}
+	readTotalOrder(t, followers, key, total)
 }
 
 // outagePublisher is what runOutagePublisher saw.

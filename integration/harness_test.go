@@ -330,19 +330,22 @@ func (n *Node) probe(client *http.Client, ports []int, waitTLS bool, tlsName str
 
 // Stop sends SIGTERM, waits for the exit, and kills the process after
 // stopTimeout. It returns once the process has exited; it is idempotent.
-func (n *Node) Stop() {
+func (n *Node) Stop() { n.end(syscall.SIGTERM) }
+
+// end sends sig to the process unless it has exited, and waits for the
+// exit, killing it after stopTimeout. Stop and Kill share it, so that
+// either after the other is a no-op.
+func (n *Node) end(sig os.Signal) {
 	n.stopMu.Lock()
 	defer n.stopMu.Unlock()
-	select {
-	case <-n.done:
+	if n.Exited() {
 		return
-	default:
 	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	_ = n.cmd.Process.Signal(sig)
 	select {
 	case <-n.done:
 	case <-time.After(stopTimeout):
-		n.t.Logf("caddy did not exit %v after SIGTERM; killing it", stopTimeout)
+		n.t.Logf("caddy did not exit %v after %v; killing it", stopTimeout, sig)
 		_ = n.cmd.Process.Kill()
 		<-n.done
 	}
@@ -497,15 +500,23 @@ type Stats struct {
 // Stats reads the gateway's counters.
 func (n *Node) Stats(t testing.TB) Stats {
 	t.Helper()
+	var s Stats
+	n.statsInto(t, &s)
+	return s
+}
+
+// statsInto decodes GET /push_gateway/stats into v, which picks the fields
+// it reads, and returns the raw answer.
+func (n *Node) statsInto(t testing.TB, v any) []byte {
+	t.Helper()
 	status, b := n.AdminDo(t, http.MethodGet, "/push_gateway/stats", "", nil)
 	if status != http.StatusOK {
 		t.Fatalf("GET /push_gateway/stats: %d %s", status, b)
 	}
-	var s Stats
-	if err := json.Unmarshal(b, &s); err != nil {
+	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("stats %s: %v", b, err)
 	}
-	return s
+	return b
 }
 
 // KeyInfo is GET /push_gateway/keys/{K}.

@@ -55,44 +55,45 @@ func (f *follower) Close(r hub.Reason) {
 // waitMsgs waits until f holds n messages.
 func (f *follower) waitMsgs(tb testing.TB, n int) []*hub.Message {
 	tb.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		f.mu.Lock()
-		got := len(f.msgs)
-		msgs := f.msgs
-		f.mu.Unlock()
-		if got >= n {
-			return msgs
+	ok := f.wait(func() bool { return len(f.msgs) >= n })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !ok {
+		var seqs []uint64
+		for _, m := range f.msgs {
+			seqs = append(seqs, m.Seq)
 		}
-		select {
-		case <-f.changed:
-		case <-deadline.C:
-			var seqs []uint64
-			for _, m := range msgs {
-				seqs = append(seqs, m.Seq)
-			}
-			tb.Fatalf("follower has %d messages, want %d; notices %+v; seqs %v", got, n, f.notices, seqs)
-		}
+		tb.Fatalf("follower has %d messages, want %d; notices %+v; seqs %v", len(f.msgs), n, f.notices, seqs)
 	}
+	return f.msgs
 }
 
 // waitNotices waits until f holds n notices.
 func (f *follower) waitNotices(tb testing.TB, n int) {
 	tb.Helper()
+	if !f.wait(func() bool { return len(f.notices) >= n }) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		tb.Fatalf("follower has %d notices, want %d", len(f.notices), n)
+	}
+}
+
+// wait waits until cond, called with f locked, holds; false if waitTimeout
+// runs out first.
+func (f *follower) wait(cond func() bool) bool {
 	deadline := time.NewTimer(waitTimeout)
 	defer deadline.Stop()
 	for {
 		f.mu.Lock()
-		got := len(f.notices)
+		ok := cond()
 		f.mu.Unlock()
-		if got >= n {
-			return
+		if ok {
+			return true
 		}
 		select {
 		case <-f.changed:
 		case <-deadline.C:
-			tb.Fatalf("follower has %d notices, want %d", got, n)
+			return false
 		}
 	}
 }

@@ -9,80 +9,9 @@
 //
 // Usage: node client_discover.mjs <path of push-gateway.js>
 
-import { readFileSync } from 'node:fs';
-import vm from 'node:vm';
+import { loader, sleep, until, equal, json, fakeWS, run } from './client_kit.mjs';
 
-const src = readFileSync(process.argv[2], 'utf8');
-
-// load evaluates the classic script in a fresh context, as a page would.
-function load() {
-  const ctx = vm.createContext({
-    setTimeout,
-    clearTimeout,
-    console,
-    URL,
-    AbortController,
-    TextDecoder,
-    crypto: globalThis.crypto,
-    location: { href: 'http://gw.test/demo/' },
-  });
-  vm.runInContext(src, ctx);
-  return ctx.PushGateway;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, cond, ms = 3000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-const equal = (a, b, what) => {
-  if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`${what}: got ${JSON.stringify(a)}, want ${JSON.stringify(b)}`);
-};
-
-function json(status, body, headers = {}) {
-  return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json', ...headers } });
-}
-
-// fakeWS stands in for the browser's WebSocket; tests drive it.
-function fakeWS() {
-  const sockets = [];
-  class FakeWS {
-    constructor(url) {
-      this.url = url;
-      this.readyState = 0;
-      this.sent = [];
-      sockets.push(this);
-    }
-    send(s) {
-      this.sent.push(JSON.parse(s));
-    }
-    close() {
-      this.readyState = 3;
-    }
-    open() {
-      this.readyState = 1;
-      this.onopen?.();
-    }
-    recv(obj) {
-      this.onmessage?.({ data: JSON.stringify(obj) });
-    }
-    // closed ends the socket as the gateway or the network would.
-    closed(code) {
-      this.readyState = 3;
-      if (code === 1006) this.onerror?.({});
-      this.onclose?.({ code });
-    }
-    registers() {
-      return this.sent.filter((m) => m.type === 'register');
-    }
-  }
-  return { FakeWS, sockets };
-}
+const load = loader(process.argv[2]);
 
 // nodesFetch answers <route>/nodes from lists, a map from the nodes URL to
 // a list, a function returning one, or an Error (the node is down); every
@@ -293,14 +222,4 @@ const tests = {
   },
 };
 
-const result = { passed: [], failed: [] };
-for (const [name, fn] of Object.entries(tests)) {
-  try {
-    await Promise.race([fn(), sleep(10000).then(() => Promise.reject(new Error('test timed out')))]);
-    result.passed.push(name);
-  } catch (err) {
-    result.failed.push({ name, error: String(err && err.stack ? err.stack : err) });
-  }
-}
-process.stdout.write(JSON.stringify(result) + '\n');
-process.exit(result.failed.length ? 1 : 0);
+await run(tests);

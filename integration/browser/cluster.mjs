@@ -22,11 +22,11 @@
 //   PG_ZONE        the client's zone option (default none)
 //   PG_CHROMIUM    the browser (default /usr/bin/chromium)
 
-import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import readline from 'node:readline';
+import { launchChromium } from './chromium.mjs';
 
 const env = (name, def) => {
   const v = process.env[name] ?? def;
@@ -66,20 +66,7 @@ async function state(extra = {}) {
 }
 
 async function start() {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  context = await launchChromium(userDataDir, executablePath);
   page = context.pages()[0] ?? (await context.newPage());
   page.on('console', (m) => {
     if (m.type() === 'error') consoleErrors.push(m.text());

@@ -20,11 +20,11 @@
 //   PG_PROBE_MS     the client's probe interval (default 1000)
 //   PG_CHROMIUM     the browser (default /usr/bin/chromium)
 
-import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { launchChromium } from './chromium.mjs';
 
 const env = (name, def) => {
   const v = process.env[name] ?? def;
@@ -193,22 +193,7 @@ const userDataDir = mkdtempSync(join(tmpdir(), 'pg-chromium-'));
 let context;
 const report = { published, phases: [] };
 try {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    viewport: { width: 1000, height: 640 },
-    deviceScaleFactor: 1,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  context = await launchChromium(userDataDir, executablePath, { viewport: { width: 1000, height: 640 }, deviceScaleFactor: 1 });
   const page = context.pages()[0] ?? (await context.newPage());
   const consoleErrors = [];
   page.on('console', (m) => {

@@ -7,11 +7,11 @@
 // Environment: PG_SITE (https://127.0.0.1:<port>), PG_ADMIN, PG_KEY,
 // PG_CHROMIUM (default /usr/bin/chromium), PG_COUNT (messages, default 5).
 
-import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { launchChromium } from './chromium.mjs';
 
 const site = process.env.PG_SITE;
 const admin = process.env.PG_ADMIN;
@@ -40,13 +40,7 @@ function publish(data) {
 const userDataDir = mkdtempSync(join(tmpdir(), 'pg-chromium-'));
 let browser;
 try {
-  browser = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    ignoreHTTPSErrors: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium(userDataDir, executablePath, { ignoreHTTPSErrors: true });
   const page = browser.pages()[0] ?? (await browser.newPage());
   await page.goto(`${site}/`, { timeout: 15000 });
   report.protocol = await page.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);

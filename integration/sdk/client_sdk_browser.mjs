@@ -17,10 +17,10 @@
 // Environment: PG_URL (the site), PG_KEY (client SDK key), PG_TOGGLE,
 // PG_CHROMIUM (default /usr/bin/chromium). Runs until stdin closes.
 
-import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { launchChromium } from '../browser/chromium.mjs';
 
 const env = (name, def) => {
   const v = process.env[name] ?? def;
@@ -31,20 +31,7 @@ const env = (name, def) => {
 const out = (o) => process.stdout.write(JSON.stringify({ t: performance.timeOrigin + performance.now(), ...o }) + '\n');
 
 const userDataDir = mkdtempSync(join(tmpdir(), 'pg-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: env('PG_CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const context = await launchChromium(userDataDir, env('PG_CHROMIUM', '/usr/bin/chromium'));
 let closing = false;
 const close = async (code) => {
   if (closing) return;
