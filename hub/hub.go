@@ -215,11 +215,28 @@ func (h *Hub) publish(key, event string, data []byte, confirm bool) (Published, 
 }
 
 // fanOut collects what applying messages under a shard lock leaves to do
-// once the lock is released. A few slow followers fit without allocating.
+// once the lock is released. A few slow followers fit without allocating;
+// no field points into the struct itself, so it stays on the caller's
+// stack.
 type fanOut struct {
 	delivered, dropped int
+	nslow              int
 	slowBuf            [8]*Subscription
-	slow               []*Subscription
+	moreSlow           []*Subscription
+}
+
+// slowLocked records a follower the hub decided to close as slow.
+func (o *fanOut) slowLocked(s *Subscription) {
+	o.dropped++
+	if !s.stopped.CompareAndSwap(false, true) {
+		return
+	}
+	if o.nslow < len(o.slowBuf) {
+		o.slowBuf[o.nslow] = s
+		o.nslow++
+		return
+	}
+	o.moreSlow = append(o.moreSlow, s)
 }
 
 // applyLocked makes m, the message after ks.seq, the key's newest: it stamps
@@ -235,9 +252,6 @@ func (h *Hub) applyLocked(sh *shard, ks *keyState, m *Message, conf *Confirmatio
 	} else if len(ks.followers) == 0 {
 		sh.sweepEmpty = true
 	}
-	if out.slow == nil {
-		out.slow = out.slowBuf[:0]
-	}
 	delivered := 0
 	for i := range ks.followers {
 		fl := &ks.followers[i]
@@ -251,10 +265,7 @@ func (h *Hub) applyLocked(sh *shard, ks *keyState, m *Message, conf *Confirmatio
 			}
 			continue
 		}
-		out.dropped++
-		if fl.sub.stopped.CompareAndSwap(false, true) {
-			out.slow = append(out.slow, fl.sub)
-		}
+		out.slowLocked(fl.sub)
 	}
 	if conf != nil {
 		conf.written = delivered
@@ -274,7 +285,11 @@ func (h *Hub) finish(out *fanOut) {
 	if out.dropped > 0 {
 		h.dropped.Add(uint64(out.dropped))
 	}
-	for _, s := range out.slow {
+	for _, s := range out.slowBuf[:out.nslow] {
+		h.slowCloses.Add(1)
+		s.f.Close(ReasonSlowConsumer)
+	}
+	for _, s := range out.moreSlow {
 		h.slowCloses.Add(1)
 		s.f.Close(ReasonSlowConsumer)
 	}

@@ -331,10 +331,7 @@ func (h *Hub) Sync(key string, snap Snapshot) {
 			ok, replayed := r.sub.registerLocked(ks, r.since, r.epoch, r.resume)
 			out.delivered += replayed
 			if !ok {
-				out.dropped++
-				if r.sub.stopped.CompareAndSwap(false, true) {
-					out.slow = append(out.slow, r.sub)
-				}
+				out.slowLocked(r.sub)
 			}
 		}
 	case snap.Epoch == ks.epoch && snap.Seq >= ks.seq:
@@ -375,10 +372,7 @@ func (h *Hub) resyncLocked(sh *shard, ks *keyState, snap Snapshot, size int, out
 			continue
 		}
 		if !fl.f.Notify(n) {
-			out.dropped++
-			if fl.sub.stopped.CompareAndSwap(false, true) {
-				out.slow = append(out.slow, fl.sub)
-			}
+			out.slowLocked(fl.sub)
 		}
 	}
 }
