@@ -17,6 +17,10 @@ var (
 	errControlLength = errors.New("control frame longer than 125 bytes")
 	errControlFrag   = errors.New("fragmented control frame")
 	errLength        = errors.New("frame length overflows")
+	// errCloseCode: gobwas' CheckCloseFrameData lets codes of 5000 and up
+	// through, which RFC 6455 (7.4.2) leaves undefined: no valid endpoint
+	// sends them, and echoing one back would be sending it ourselves.
+	errCloseCode = errors.New("close code out of range")
 )
 
 // frameHeader is a decoded client frame header.
@@ -148,7 +152,11 @@ func (r *wsReader) onFrame(h frameHeader, payload []byte, sink frameSink) {
 		if len(payload) > 0 {
 			var reason string
 			code, reason = ws.ParseCloseFrameData(payload)
-			if err := ws.CheckCloseFrameData(code, reason); err != nil {
+			err := ws.CheckCloseFrameData(code, reason)
+			if err == nil && code > 4999 {
+				err = errCloseCode
+			}
+			if err != nil {
 				sink.violation(protocol.CloseProtocolError, "protocol_error", "invalid close frame: "+err.Error())
 				return
 			}

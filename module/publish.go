@@ -60,6 +60,12 @@ func parseBody(body []byte) ([]publishMessage, error) {
 	if len(trimmed) == 0 {
 		return nil, errors.New("body is empty")
 	}
+	// encoding/json turns invalid UTF-8 into U+FFFD without a word: a key
+	// sent as "a\xffb" would be published to another key, "a\ufffdb", and
+	// data would no longer be the publisher's bytes.
+	if !utf8.Valid(trimmed) {
+		return nil, errors.New("body is not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	var msgs []publishMessage
 	switch trimmed[0] {

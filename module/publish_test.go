@@ -53,6 +53,8 @@ func TestParsePublish(t *testing.T) {
 		},
 		{name: "empty body", body: "", wantErr: "body is empty"},
 		{name: "blank body", body: " \n", wantErr: "body is empty"},
+		{name: "key not UTF-8", body: "{\"sdk_key\":\"a\xffb\",\"data\":1}", wantErr: "not valid UTF-8"},
+		{name: "data not UTF-8", body: "{\"sdk_key\":\"k\",\"data\":\"\xc3\"}", wantErr: "not valid UTF-8"},
 		{name: "not an object", body: `"K"`, wantErr: "JSON object or an array"},
 		{name: "empty array", body: `[]`, wantErr: "no message"},
 		{name: "array of non-objects", body: `[1]`, wantErr: "message 0: want a JSON object"},
