@@ -148,13 +148,16 @@
     return nodes;
   }
 
+  // retryAfterMs reads a refusal's Retry-After, plus 0-50% jitter: the
+  // clients a gateway refused together must not all come back in the same
+  // millisecond (the gateway spreads them by whole seconds only).
   function retryAfterMs(resp) {
     var v = resp && resp.headers && resp.headers.get('Retry-After');
     if (!v) return 0;
     var s = Number(v);
-    if (!isNaN(s)) return Math.max(0, s * 1000);
-    var d = Date.parse(v);
-    return isNaN(d) ? 0 : Math.max(0, d - Date.now());
+    var ms = !isNaN(s) ? s * 1000 : Date.parse(v) - Date.now();
+    if (isNaN(ms) || ms <= 0) return 0;
+    return ms + Math.random() * ms * 0.5;
   }
 
   function PushGateway(options) {

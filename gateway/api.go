@@ -39,6 +39,16 @@ type Config struct {
 	// NodeTTL is how long an announcement of the node lives; the node
 	// announces itself every NodeTTL/3. Default 3s.
 	NodeTTL time.Duration
+	// Shedding configures adaptive shedding (shed.go); the zero value is off.
+	Shedding ShedConfig
+	// DrainWindow spreads a stop's 1001s over this long (drain.go); 0:
+	// DefaultDrainWindow, < 0: all at once.
+	DrainWindow time.Duration
+	// KeyPolicy decides which SDK keys may be followed; nil: any valid key.
+	KeyPolicy *KeyPolicyConfig
+	// Limits are the admission limits (limits.go); the zero value derives
+	// max_connections from the open-files limit and limits nothing else.
+	Limits Limits
 }
 
 // DefaultNodeTTL is the default Config.NodeTTL.
@@ -102,4 +112,10 @@ type Stats struct {
 	// Broker is the broker's state: Config.BrokerStatus's value, or
 	// {"mode":"memory","state":"up"} for the in-process broker.
 	Broker any `json:"broker"`
+	// Shedding is the adaptive shedding state (Engine.Shedding).
+	Shedding ShedStats `json:"shedding"`
+	// KeyPolicy counts the key policy's decisions (Engine.KeyPolicyStats).
+	KeyPolicy KeyPolicyStats `json:"key_policy"`
+	// Refused counts the requests each limit refused (Engine.Refusals).
+	Refused Refusals `json:"refused"`
 }

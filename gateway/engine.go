@@ -52,6 +52,15 @@ type Engine struct {
 	stopAnnouncing context.CancelFunc
 	announceWake   chan struct{} // capacity 1: announce now (Configure)
 	announceDone   chan struct{} // closed when the goroutine has ended
+
+	shed        shedder      // adaptive shedding (shed.go)
+	drainWindow atomic.Int64 // a stop's drain window, nanoseconds (drain.go)
+
+	kp keyPolicyState // which keys may be followed (keypolicy.go)
+
+	lim limiter // admission limits and refusal counters (limits.go)
+
+	latency *latencyHistogram // publish→write latency (metrics.go)
 }
 
 // Route holds one handler's RouteSettings. Live connections read it each
@@ -68,9 +77,11 @@ func New(cfg Config, logger *zap.Logger) (*Engine, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
+	latency := new(latencyHistogram) // metrics.go
 	p, err := netpoll.New(netpoll.Config{
-		Workers: cfg.Workers,
-		OnError: func(err error) { logger.Error("epoll wait failed", zap.Error(err)) },
+		Workers:   cfg.Workers,
+		OnError:   func(err error) { logger.Error("epoll wait failed", zap.Error(err)) },
+		OnLatency: latency.observe,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting poller: %w", err)
@@ -89,6 +100,7 @@ func New(cfg Config, logger *zap.Logger) (*Engine, error) {
 		registry:     cfg.Registry,
 		defaultID:    DefaultNodeID(),
 		started:      time.Now().UnixMilli(),
+		latency:      latency,
 	}
 	if e.registry == nil {
 		e.registry = new(selfRegistry)
@@ -98,6 +110,10 @@ func New(cfg Config, logger *zap.Logger) (*Engine, error) {
 	}
 	e.configureBroker(cfg)
 	e.node.Store(nodeConfigOf(cfg, e.defaultID))
+	e.setDrainWindow(cfg.DrainWindow)
+	e.configureShedding(cfg.Shedding)
+	e.configureKeyPolicy(cfg.KeyPolicy)
+	e.setLimits(cfg.Limits)
 	e.startAnnouncing()
 	return e, nil
 }
@@ -147,6 +163,10 @@ func (e *Engine) Configure(cfg Config) {
 	e.hub.Configure(hubOptions(cfg)...)
 	e.configureBroker(cfg)
 	e.setNode(cfg)
+	e.setDrainWindow(cfg.DrainWindow)
+	e.configureShedding(cfg.Shedding)
+	e.configureKeyPolicy(cfg.KeyPolicy)
+	e.setLimits(cfg.Limits)
 }
 
 // Hub returns the engine's hub, for the admin routes.
@@ -240,6 +260,14 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request, route *Route)
 	if e.serveNodes(w, r) { // <route>/nodes: the live nodes, for clients picking a gateway
 		return nil
 	}
+	if refused, err := e.shedAdmit(w, r); refused { // 503 while shedding (shed.go)
+		return err
+	}
+	r, admitted := e.admit(w, r) // limits.go: connection caps and upgrade rate; answers a refusal itself
+	if !admitted {
+		return nil
+	}
+	defer leaveAdmission(r)
 	set := route.get()
 	switch {
 	case r.URL.Query().Has("EIO"):
@@ -277,6 +305,9 @@ func (e *Engine) Stats() Stats {
 	st.Connections.Total = st.Connections.WebSocket + st.Connections.SSE + st.Connections.Poll + st.Connections.SocketIO
 	st.Node = e.node.Load().info
 	st.Broker = e.brokerStatus()
+	st.Shedding = e.Shedding()
+	st.KeyPolicy = e.KeyPolicyStats()
+	st.Refused = e.Refusals()
 	return st
 }
 
@@ -287,23 +318,21 @@ func (e *Engine) connections() int64 {
 
 // Shutdown refuses new connections, leaves the node list (so that clients
 // told to reconnect elsewhere do not pick this node), closes every live
-// connection with 1001, waits briefly for clients to take it, then stops
-// the poller and the hub. The broker is the caller's to close, afterwards.
+// connection with 1001 spread over the drain window (drain.go), waits
+// briefly for clients to take it, then stops the poller and the hub. It
+// takes at most the drain window plus a few seconds. The broker is the
+// caller's to close, afterwards.
 func (e *Engine) Shutdown() {
 	if e.closing.Swap(true) {
 		return
 	}
+	e.stopShedding()
 	e.leaveNodes()
-	e.poller.Range(func(c *netpoll.Conn) {
-		if s, ok := c.Handler().(interface{ goAway() }); ok {
-			s.goAway()
-		} else {
-			c.Close()
-		}
-	})
+	e.drain()
 	// Closing the hub ends what the poller does not hold (HTTP/2 streams,
 	// held long polls) at once, instead of after the wait below.
 	e.hub.Close()
+	e.stopKeyPolicy()
 	e.poller.WaitEmpty(shutdownWait)
 	e.poller.Close()
 }

@@ -223,6 +223,9 @@ func (e *Engine) servePoll(w http.ResponseWriter, r *http.Request, route *Route)
 	if err != nil {
 		return writeError(w, http.StatusBadRequest, err.Error())
 	}
+	if err := e.admitPoll(w, r, req.keys); err != nil { // key policy (keypolicy.go)
+		return err
+	}
 	if e.closing.Load() {
 		return writeError(w, http.StatusServiceUnavailable, "the gateway is shutting down")
 	}

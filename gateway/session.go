@@ -28,6 +28,8 @@ type wsSession struct {
 	ended    atomic.Bool  // a close was decided; later ones are ignored
 
 	rd wsReader // frame decoding, touched only by OnRead
+
+	adm *admission // the connection's share of the limits; OnClose releases it
 }
 
 var (
@@ -38,7 +40,7 @@ var (
 // Deliver queues a published message: the frame was encoded once for every
 // follower (I3: never blocks; false marks a slow consumer).
 func (s *wsSession) Deliver(m *hub.Message) bool {
-	return s.conn.Enqueue(m.Encoded(protocol.Native), s.e.queueLimit(s.route.get()))
+	return s.conn.EnqueueStamped(m.Encoded(protocol.Native), s.e.queueLimit(s.route.get()), m.LiveStamp())
 }
 
 // Notify queues a registered or resync message.
@@ -121,8 +123,9 @@ func (s *wsSession) onMessage(op ws.OpCode, msg []byte) {
 	}
 	switch m.Type {
 	case protocol.TypeRegister:
-		s.follow(m.SDKKey, m.Since, m.Epoch, m.HasSince)
+		s.followChecked(m.SDKKey, m.Since, m.Epoch, m.HasSince) // key policy first (keypolicy.go)
 	case protocol.TypeUnregister:
+		s.e.forgetPending(s.sub, m.SDKKey)
 		s.sub.Unfollow(m.SDKKey)
 	case protocol.TypePing:
 		s.reply(pongMessage, s.route.get())
@@ -149,6 +152,8 @@ func (s *wsSession) follow(key string, since uint64, epoch string, resume bool) 
 	case err == nil:
 	case errors.Is(err, hub.ErrTooManyKeys):
 		s.fail(protocol.CloseOverLimit, "too_many_keys", "this connection follows too many keys", false)
+	case errors.Is(err, hub.ErrTooManyFollowers):
+		s.e.keyFull(s) // 4429 (limits.go)
 	case errors.Is(err, hub.ErrBadKey):
 		s.fail(protocol.CloseMalformed, "bad_request", "invalid sdk_key", false)
 	default:
@@ -183,4 +188,5 @@ func (s *wsSession) routeOf() *Route { return s.route }
 func (s *wsSession) OnClose(c *netpoll.Conn) {
 	s.sub.Close()
 	s.e.conns.WebSocket.Add(-1)
+	s.adm.release()
 }

@@ -201,6 +201,7 @@ func (e *Engine) serveEngineIO(w http.ResponseWriter, r *http.Request, route *Ro
 	s.lastRead.Store(now)
 	s.lastPing.Store(now)
 	e.conns.SocketIO.Add(1)
+	s.adm = keepAdmission(r) // released by release (limits.go)
 	// The open packet is the first message: WebSocket-only clients (the
 	// FeatureProbe SDKs) wait for it before anything else.
 	open := socketio.AppendOpen(make([]byte, 0, 128), sioID(), nil, set.Heartbeat, sioTimeout(set), set.MaxMessageSize)
@@ -245,6 +246,8 @@ type sioSession struct {
 	// nss are the joined namespaces; touched by OnRead, then OnClose (or,
 	// while polling, under pl.hmu).
 	nss []*sioNamespace
+
+	adm *admission // the session's share of the limits; release gives it back
 }
 
 // sioNamespace is one namespace a connection joined (or sent events to
@@ -272,17 +275,21 @@ var (
 
 // Deliver queues a published message as an event of the namespace.
 func (n *sioNamespace) Deliver(m *hub.Message) bool {
-	return n.s.enqueue(n.frame(m))
+	return n.s.enqueueAt(n.frame(m), m.LiveStamp())
 }
 
 // enqueue queues one Engine.IO packet as a WebSocket text frame, on the
 // connection or, while polling, in the queue the next GET takes; false when
 // the queue is full.
-func (s *sioSession) enqueue(frame []byte) bool {
+func (s *sioSession) enqueue(frame []byte) bool { return s.enqueueAt(frame, 0) }
+
+// enqueueAt is enqueue for a published message's packet, stamped with its
+// publish time (hub.Message.LiveStamp) for the latency histogram.
+func (s *sioSession) enqueueAt(frame []byte, stamp int64) bool {
 	if s.polling.Load() {
 		return s.pl.enqueue(s, frame)
 	}
-	return s.conn.Enqueue(frame, s.e.queueLimit(s.route.get()))
+	return s.conn.EnqueueStamped(frame, s.e.queueLimit(s.route.get()), stamp)
 }
 
 // closeWith ends the session's transport with frame (a close frame) last.
@@ -507,8 +514,9 @@ func (s *sioSession) onEvent(p socketio.Packet) {
 	}
 	switch name {
 	case "register":
-		s.follow(n, key)
+		s.followChecked(n, key) // key policy first (keypolicy.go)
 	case "unregister":
+		s.e.forgetPending(n.sub, key)
 		n.sub.Unfollow(key)
 	}
 }
@@ -521,6 +529,8 @@ func (s *sioSession) follow(n *sioNamespace, key string) {
 	case err == nil:
 	case errors.Is(err, hub.ErrTooManyKeys):
 		s.fail(protocol.CloseOverLimit, "too_many_keys", "this connection follows too many keys", false)
+	case errors.Is(err, hub.ErrTooManyFollowers):
+		s.e.keyFull(s) // 4429 (limits.go)
 	case errors.Is(err, hub.ErrBadKey):
 		s.fail(protocol.CloseMalformed, "bad_request", "invalid sdk_key", false)
 	default:
@@ -619,4 +629,5 @@ func (s *sioSession) release() {
 	}
 	s.nss = nil
 	s.e.conns.SocketIO.Add(-1)
+	s.adm.release()
 }

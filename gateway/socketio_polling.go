@@ -167,6 +167,7 @@ func (e *Engine) openSIOPolling(w http.ResponseWriter, r *http.Request, route *R
 	if sioPolls.m == nil {
 		sioPolls.m = map[string]*sioSession{}
 	}
+	s.adm = keepAdmission(r) // before the sweeper can see s; released by release (limits.go)
 	sioPolls.m[sid] = s
 	if !sioPolls.sweeping {
 		sioPolls.sweeping = true

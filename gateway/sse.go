@@ -113,6 +113,9 @@ func (e *Engine) serveSSE(w http.ResponseWriter, r *http.Request, route *Route) 
 	if err != nil {
 		return writeError(w, http.StatusBadRequest, err.Error())
 	}
+	if err := e.admitHTTP(w, r, req.key); err != nil { // key policy (keypolicy.go)
+		return err
+	}
 	if e.closing.Load() {
 		return writeError(w, http.StatusServiceUnavailable, "gateway shutting down")
 	}
@@ -208,6 +211,7 @@ func (e *Engine) serveSSEPolled(w http.ResponseWriter, r *http.Request, route *R
 	}
 	s.conn.Store(c)
 	e.conns.SSE.Add(1)
+	s.adm = keepAdmission(r) // released by OnClose (limits.go)
 	// The head goes first and outside the queue limit: it is not a message.
 	c.Enqueue(head, 0)
 	e.subscribeSSE(s.sub, req)
@@ -262,6 +266,7 @@ type sseSession struct {
 	sub    *hub.Subscription
 	resume bool        // the request gave a position; see sseNotice
 	ended  atomic.Bool // an end was decided; later ones are ignored
+	adm    *admission  // the stream's share of the limits; OnClose releases it
 }
 
 var (
@@ -272,7 +277,7 @@ var (
 // Deliver queues the event encoded once for every SSE follower (I3: never
 // blocks; false marks a slow consumer).
 func (s *sseSession) Deliver(m *hub.Message) bool {
-	return s.conn.Load().Enqueue(m.Encoded(protocol.SSE), s.e.queueLimit(s.route.get()))
+	return s.conn.Load().EnqueueStamped(m.Encoded(protocol.SSE), s.e.queueLimit(s.route.get()), m.LiveStamp())
 }
 
 // Notify queues the stream's position or a resync event.
@@ -341,6 +346,7 @@ func (s *sseSession) OnTimer(c *netpoll.Conn, now time.Time) time.Duration {
 func (s *sseSession) OnClose(c *netpoll.Conn) {
 	s.sub.Close()
 	s.e.conns.SSE.Add(-1)
+	s.adm.release()
 }
 
 // sseStream is an event stream served by its handler goroutine (HTTP/2,

@@ -127,8 +127,9 @@ func (e *Engine) serveWebSocket(w http.ResponseWriter, r *http.Request, route *R
 		s.sub.SetMaxKeys(set.MaxKeysPerConn)
 	}
 	e.conns.WebSocket.Add(1)
+	s.adm = keepAdmission(r) // released by OnClose (limits.go)
 	for _, f := range follows {
-		s.follow(f.key, f.since, f.epoch, f.resume)
+		s.followChecked(f.key, f.since, f.epoch, f.resume) // key policy first (keypolicy.go)
 	}
 	c.SetTimer(min(set.Heartbeat, set.IdleTimeout))
 	if err := c.Start(buffered); err != nil {

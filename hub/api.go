@@ -17,6 +17,9 @@ var (
 	// ErrTooManyKeys is returned by Follow when the subscription already
 	// follows the configured maximum number of keys.
 	ErrTooManyKeys = errors.New("hub: too many keys on one connection")
+	// ErrTooManyFollowers is returned by Follow when the key already has
+	// the configured maximum number of local followers.
+	ErrTooManyFollowers = errors.New("hub: too many followers of one key")
 	// ErrBadKey is returned for an empty SDK key, one longer than MaxKeyLen
 	// bytes, or one holding control characters.
 	ErrBadKey = errors.New("hub: invalid sdk key")
@@ -109,6 +112,7 @@ type Stats struct {
 	Delivered          uint64 `json:"delivered"`
 	Dropped            uint64 `json:"dropped"`
 	SlowConsumerCloses uint64 `json:"slow_consumer_closes"`
+	Registers          uint64 `json:"registers"` // successful Follow calls (register requests)
 	HistoryMessages    int64  `json:"history_messages"`
 	HistoryBytes       int64  `json:"history_bytes"`
 	HistoryEvicted     uint64 `json:"history_evicted"` // by TTL or the global cap, not by history_size

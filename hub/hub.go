@@ -45,6 +45,7 @@ type Hub struct {
 	delivered  atomic.Uint64
 	dropped    atomic.Uint64
 	slowCloses atomic.Uint64
+	registers  atomic.Uint64 // successful Follow calls
 	evicted    atomic.Uint64
 	histMsgs   atomic.Int64
 	histBytes  atomic.Int64
@@ -253,6 +254,7 @@ func (h *Hub) applyLocked(sh *shard, ks *keyState, m *Message, conf *Confirmatio
 		sh.sweepEmpty = true
 	}
 	delivered := 0
+	m.live = liveStamp(len(ks.followers)) // stamp.go
 	for i := range ks.followers {
 		fl := &ks.followers[i]
 		if fl.sub.stopped.Load() {
@@ -267,6 +269,7 @@ func (h *Hub) applyLocked(sh *shard, ks *keyState, m *Message, conf *Confirmatio
 		}
 		out.slowLocked(fl.sub)
 	}
+	m.live = 0 // a replay, later under this lock, is not live
 	if conf != nil {
 		conf.written = delivered
 	}
@@ -377,6 +380,7 @@ func (h *Hub) Stats() Stats {
 		Delivered:          h.delivered.Load(),
 		Dropped:            h.dropped.Load(),
 		SlowConsumerCloses: h.slowCloses.Load(),
+		Registers:          h.registers.Load(),
 		HistoryMessages:    h.histMsgs.Load(),
 		HistoryBytes:       h.histBytes.Load(),
 		HistoryEvicted:     h.evicted.Load(),

@@ -31,6 +31,7 @@ type Message struct {
 	ks         *keyState // the key state whose history holds the message; nil once removed
 	order      uint64    // hub-wide publish order, for oldest-first eviction
 	size       int64     // bytes counted against the global cap
+	live       int64     // Unix ns while fanned out live, else 0 (stamp.go)
 }
 
 // Format is a wire encoding of messages (native WebSocket frame, SSE event,

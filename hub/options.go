@@ -9,6 +9,7 @@ type config struct {
 	historyTTL     time.Duration // 0: no age limit
 	maxBytes       int64         // global history cap; 0: none
 	maxKeysPerConn int           // 0: unlimited
+	maxFollowers   int           // local followers per key; 0: unlimited
 	now            func() time.Time
 	sweepInterval  time.Duration // read by New only
 	broker         Broker        // read by New only; nil: single node
@@ -55,6 +56,14 @@ func WithHistoryMaxBytes(n int64) Option {
 // subscription. 0 (or negative) means unlimited.
 func WithMaxKeysPerConn(n int) Option {
 	return func(c *config) { c.maxKeysPerConn = max(n, 0) }
+}
+
+// WithMaxFollowersPerKey bounds the local followers of one key: Follow by a
+// subscription not yet following the key returns ErrTooManyFollowers once
+// the key has n. Followers already there stay when Configure lowers it.
+// 0 (or negative) means unlimited.
+func WithMaxFollowersPerKey(n int) Option {
+	return func(c *config) { c.maxFollowers = max(n, 0) }
 }
 
 // WithClock replaces time.Now, for tests. The clock stamps Message.TS and

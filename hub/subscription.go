@@ -62,8 +62,9 @@ func (s *Subscription) SetMaxKeys(n int) {
 //
 // Following a key again repeats the notice and replay without adding a
 // second entry. Follow returns ErrBadKey for an invalid key, ErrTooManyKeys
-// when a new key would exceed the limit, and ErrClosed after Close, after
-// the hub closed, or once the hub has closed the follower.
+// when a new key would exceed the limit, ErrTooManyFollowers when the key
+// has WithMaxFollowersPerKey followers already, and ErrClosed after Close,
+// after the hub closed, or once the hub has closed the follower.
 func (s *Subscription) Follow(key string, since uint64, epoch string, resume bool) error {
 	if err := ValidKey(key); err != nil {
 		return err
@@ -84,6 +85,9 @@ func (s *Subscription) Follow(key string, since uint64, epoch string, resume boo
 			h.slowCloses.Add(1)
 			s.f.Close(ReasonSlowConsumer)
 		}
+	}
+	if err == nil {
+		h.registers.Add(1)
 	}
 	return err
 }
@@ -119,6 +123,9 @@ func (s *Subscription) followLocked(key string, since uint64, epoch string, resu
 		ref = nil
 	}
 	if ref == nil {
+		if lim := h.cfg.Load().maxFollowers; lim > 0 && len(ks.followers) >= lim {
+			return true, 0, ErrTooManyFollowers
+		}
 		ref = ks.addFollowerLocked(s)
 		if at >= 0 {
 			s.keys[at] = ref
@@ -157,6 +164,22 @@ func (s *Subscription) registerLocked(ks *keyState, since uint64, epoch string, 
 		replayed++
 	}
 	return true, replayed
+}
+
+// FollowersFull reports whether key has as many local followers as
+// WithMaxFollowersPerKey allows, so that a new follower's Follow would
+// return ErrTooManyFollowers: transports that must answer before they
+// follow (an HTTP status) ask first. It is O(1) under the key's shard lock.
+func (h *Hub) FollowersFull(key string) bool {
+	lim := h.cfg.Load().maxFollowers
+	if lim <= 0 {
+		return false
+	}
+	sh := h.shardFor(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ks := sh.keys[key]
+	return ks != nil && len(ks.followers) >= lim
 }
 
 // Unfollow stops following key. It reports whether key was followed.

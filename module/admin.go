@@ -105,9 +105,10 @@ func (Admin) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets up the logger.
+// Provision sets up the logger and registers the metrics (metrics.go).
 func (a *Admin) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger(a)
+	registerMetrics(ctx.GetMetricsRegistry(), a.logger) // metrics.go
 	return nil
 }
 
@@ -179,6 +180,9 @@ type pendingConfirm struct {
 }
 
 func (a *Admin) handlePublish(w http.ResponseWriter, r *http.Request, b backend) error {
+	if err := admitPublish(w, b); err != nil { // publish_rate: 429 (limits.go)
+		return err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublishBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError

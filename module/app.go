@@ -107,6 +107,15 @@ type App struct {
 	// NodeTTL is how long an announcement of the node lives in the node
 	// list; the node announces itself every NodeTTL/3. Default: 3s.
 	NodeTTL caddy.Duration `json:"node_ttl,omitempty"`
+	// Shedding turns adaptive shedding on (shedding.go); nil: off.
+	Shedding *Shedding `json:"shedding,omitempty"`
+	// DrainWindow spreads a stop's 1001s over this long (shedding.go);
+	// nil: 5s, 0: all at once.
+	DrainWindow *caddy.Duration `json:"drain_window,omitempty"`
+	// KeyPolicy decides which SDK keys may be followed (keypolicy.go).
+	KeyPolicy *KeyPolicy `json:"key_policy,omitempty"`
+	// Limits are the node's admission limits (limits.go); nil: defaults.
+	Limits *Limits `json:"limits,omitempty"`
 
 	logger      *zap.Logger
 	engine      *gateway.Engine
@@ -137,7 +146,11 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger(a)
 	a.routes = &routeTable{settings: make(map[string]gateway.RouteSettings)}
+	registerMetrics(ctx.GetMetricsRegistry(), a.logger) // metrics.go
 	if err := a.Validate(); err != nil {
+		return err
+	}
+	if err := a.KeyPolicy.load(); err != nil { // allow_file, read on every (re)load
 		return err
 	}
 	val, loaded, err := engines.LoadOrNew(engineKey, a.startEngine)
@@ -192,6 +205,18 @@ func (a *App) Validate() error {
 		return fmt.Errorf("workers %d: must be between 1 and %d", a.Workers, maxWorkers)
 	}
 	if err := a.validateNode(); err != nil {
+		return err
+	}
+	if err := a.Shedding.validate(); err != nil {
+		return err
+	}
+	if err := validateDrainWindow(a.DrainWindow); err != nil {
+		return err
+	}
+	if err := a.KeyPolicy.validate(); err != nil {
+		return err
+	}
+	if err := a.Limits.validate(); err != nil {
 		return err
 	}
 	return a.Broker.validate()
@@ -252,6 +277,10 @@ func (a *App) config() gateway.Config {
 		Workers:         a.Workers,
 		Node:            gateway.NodeInfo{ID: a.NodeID, Address: a.NodeAddress, Zone: a.NodeZone},
 		NodeTTL:         time.Duration(a.NodeTTL),
+		Shedding:        a.Shedding.config(),
+		DrainWindow:     drainWindow(a.DrainWindow),
+		KeyPolicy:       a.KeyPolicy.config(),
+		Limits:          a.Limits.gateway(),
 	}
 }
 

@@ -121,6 +121,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    node_address      <url>
 //	    node_zone         <zone>
 //	    node_ttl          <duration>
+//	    key_policy        { … }   (see unmarshalKeyPolicy)
+//	    shedding {
+//	        memory_budget  <size>
+//	        max_fanout_lag <duration>
+//	        retry_after    <duration>
+//	    }
+//	    drain_window      <duration>
+//	    limits {
+//	        max_connections        <count> | 0 | off
+//	        max_connections_per_ip <count> | off
+//	        max_followers_per_key  <count> | off
+//	        upgrade_rate           <n>/s | <n>/m [burst <count>]
+//	        publish_rate           <n>/s | <n>/m [burst <count>]
+//	    }
 //	}
 //
 // The Redis URL is redis://, rediss://,
@@ -199,6 +213,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					err = d.Errf("push_gateway: %v", verr)
 				}
 			}
+		case "key_policy":
+			a.KeyPolicy, err = unmarshalKeyPolicy(d) // keypolicy.go
+		case "limits":
+			err = unmarshalLimits(d, &a.Limits) // limits.go
+		case "shedding":
+			a.Shedding, err = parseShedding(d) // shedding.go
+		case "drain_window":
+			err = drainWindowArg(d, &a.DrainWindow) // shedding.go
 		default:
 			return d.Errf("unknown push_gateway option %q", sub)
 		}

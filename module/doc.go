@@ -11,7 +11,11 @@
 //     Engine is built around (closed after the Engine, in Destruct);
 //   - admin.go: the `admin.api.push_gateway` routes (publish, stats,
 //     nodes, keys);
-//   - publish.go: the parser of publish bodies.
+//   - publish.go: the parser of publish bodies;
+//   - limits.go: the `limits` block (admission limits) and the publish
+//     route's publish_rate check;
+//   - metrics.go: the Prometheus collector in Caddy's registry (read at
+//     scrape time from the running Engine).
 //
 // Goroutines: this package starts none. The Engine owns its poller and
 // workers; Caddy owns the goroutines that call Provision, ServeHTTP and the

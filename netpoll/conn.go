@@ -52,6 +52,8 @@ type Conn struct {
 	peerEOF      bool       // the peer sent FIN while we were closing
 	closed       bool       // Close: no more work, release when jobs end
 	released     bool       // fd and handler released
+	headAt       int64      // the poller's coarse clock when out[0] was queued (lag.go)
+	stamps       []int64    // publish time of each frame of out, Unix ns, 0: none (latency.go)
 
 	listed bool // in the poller's set (Start), guarded by the poller's connsMu
 
@@ -150,7 +152,12 @@ func (c *Conn) onWritable() {
 // frames are already queued: the caller decides what a slow consumer gets.
 // On a closing or closed connection the frame is dropped and Enqueue returns
 // true: the connection's owner has already been told why it ends.
-func (c *Conn) Enqueue(frame []byte, limit int) bool {
+func (c *Conn) Enqueue(frame []byte, limit int) bool { return c.EnqueueStamped(frame, limit, 0) }
+
+// EnqueueStamped is Enqueue for a frame of a published message: stamp is
+// when the message was published (Unix ns, hub.Message.LiveStamp; 0: none),
+// and the write that completes the frame reports its wait (latency.go).
+func (c *Conn) EnqueueStamped(frame []byte, limit int, stamp int64) bool {
 	c.mu.Lock()
 	if c.closing || c.closed {
 		c.mu.Unlock()
@@ -160,7 +167,11 @@ func (c *Conn) Enqueue(frame []byte, limit int) bool {
 		c.mu.Unlock()
 		return false
 	}
+	if len(c.out) == 0 {
+		c.headAt = c.p.clock.Load()
+	}
 	c.out = append(c.out, frame)
+	c.stamps = append(c.stamps, stamp) // latency.go: aligned with out
 	c.kickLocked()
 	return true
 }
@@ -203,9 +214,14 @@ func (c *Conn) CloseWith(frame []byte, dropQueued bool) {
 		}
 		clear(c.out[keep:])
 		c.out = c.out[:keep]
+		c.stamps = c.stamps[:keep]
 	}
 	if len(frame) > 0 {
+		if len(c.out) == 0 {
+			c.headAt = c.p.clock.Load()
+		}
 		c.out = append(c.out, frame)
+		c.stamps = append(c.stamps, 0)
 	}
 	c.p.wheel.schedule(c, c.p.cfg.CloseGrace)
 	c.kickLocked()
@@ -228,6 +244,7 @@ func (c *Conn) Close() {
 	}
 	c.closed = true
 	c.out = nil
+	c.stamps = nil
 	release := c.releasableLocked()
 	c.mu.Unlock()
 	c.p.wheel.remove(c)

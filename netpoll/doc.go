@@ -21,5 +21,11 @@
 // partial record stays buffered); writes are made only when the socket has
 // room for them, so neither ever parks a worker for long.
 //
+// Fan-out lag is measured at the write (lag.go): each connection keeps the
+// time its head frame was queued, on a coarse clock the wheel advances, so a
+// monitor can ask how long frames wait (TakeWriteLag) and which connections
+// hold the oldest and largest backlogs (Backlogs) without a timer or a
+// goroutine per connection.
+//
 // Everything exported is goroutine-safe unless its comment says otherwise.
 package netpoll

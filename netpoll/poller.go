@@ -28,6 +28,11 @@ type Config struct {
 	CloseGrace time.Duration
 	// OnError, when set, is told about unexpected errors (epoll failures).
 	OnError func(error)
+	// OnLatency, when set, is told, per write that completes stamped frames
+	// (EnqueueStamped), how long the oldest of them waited since its stamp.
+	// A worker calls it holding the connection's lock: it must be quick and
+	// must not call back into the Poller or the Conn (latency.go).
+	OnLatency func(time.Duration)
 }
 
 const (
@@ -57,6 +62,13 @@ type Poller struct {
 
 	count   atomic.Int64
 	workers sync.WaitGroup
+
+	// clock is a coarse time (Unix nanos) the wheel advances every tick:
+	// stamping queued frames with it costs an atomic load, not a clock
+	// read per delivery. writeLag is the longest enqueue-to-write wait
+	// since TakeWriteLag last ran (lag.go).
+	clock    atomic.Int64
+	writeLag atomic.Int64
 }
 
 type op uint8
@@ -92,6 +104,7 @@ func New(cfg Config) (*Poller, error) {
 		return nil, fmt.Errorf("creating epoll: %w", err)
 	}
 	p := &Poller{cfg: cfg, ep: ep, conns: make(map[*Conn]struct{})}
+	p.clock.Store(time.Now().UnixNano())
 	p.cond = sync.NewCond(&p.mu)
 	p.wheel = newWheel(p, cfg.Tick)
 	p.workers.Add(cfg.Workers)

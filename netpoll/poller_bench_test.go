@@ -14,9 +14,14 @@ import (
 // waits until every client has read it: the netpoll half of a broadcast
 // (queueing, writev from the workers, the kernel's TCP path).
 func BenchmarkFanout(b *testing.B) {
+	benchFanout(b, Config{}, func(c *Conn, frame []byte) { c.Enqueue(frame, 0) })
+}
+
+// benchFanout runs the fan-out benchmark with cfg, queueing with enqueue.
+func benchFanout(b *testing.B, cfg Config, enqueue func(c *Conn, frame []byte)) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
-			p := newPoller(b, Config{})
+			p := newPoller(b, cfg)
 			h := &lineEcho{}
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -69,7 +74,7 @@ func BenchmarkFanout(b *testing.B) {
 			b.ResetTimer()
 			for i := range b.N {
 				for _, c := range conns {
-					c.Enqueue(frame, 0)
+					enqueue(c, frame)
 				}
 				select {
 				case <-done:

@@ -92,6 +92,7 @@ func (w *wheel) run() {
 		case <-w.quit:
 			return
 		case now := <-t.C:
+			w.p.clock.Store(now.UnixNano())
 			target := uint64(now.Sub(w.start) / w.tick)
 			w.mu.Lock()
 			for w.now < target {

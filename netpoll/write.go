@@ -97,6 +97,8 @@ func (c *Conn) advanceLocked(written int) {
 	if i == 0 {
 		return
 	}
+	c.p.noteWritten(c, i < len(c.out))
+	c.wroteStampsLocked(i) // latency.go
 	// Shift rather than reslice, so the backing array keeps its capacity
 	// and a steady stream of messages queues without allocating.
 	left := copy(c.out, c.out[i:])
