@@ -83,6 +83,7 @@ type Node struct {
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the process has exited
 	stopMu  sync.Mutex
+	leaks   leakCheck // leak_test.go: baseline goroutines and fds
 }
 
 // nodeSpec says how to start a node.
@@ -230,6 +231,7 @@ func tryStart(t testing.TB, spec nodeSpec) (*Node, error) {
 		}
 		return nil, fmt.Errorf("%w\nlog tail:\n%s", err, n.LogTail(80))
 	}
+	n.armLeakCheck() // its Cleanup runs after the test's clients closed, before Stop
 	return n, nil
 }
 

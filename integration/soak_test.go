@@ -24,6 +24,17 @@ type soakSpec struct {
 	minDrops    int           // each client drops its connection minDrops..maxDrops times
 	maxDrops    int
 	historySize int
+	// warmup, when set, publishes this long before publishFor; then, with
+	// every client caught up, caddy's RSS is read after forced
+	// collections: the start. The end is read the same way after
+	// publishFor, and must not exceed the start by more than rssWithin.
+	warmup    time.Duration
+	rssWithin float64
+	// stallers are WebSocket clients that follow A and never read (a
+	// small receive window): the gateway must close each with 4429.
+	stallers int
+	// queueSize is the route's queue_size; 0: the default.
+	queueSize int
 }
 
 // TestSoakMixedTransports: clients on the three transports follow a key
@@ -47,6 +58,25 @@ func TestSoakMixedTransports(t *testing.T) {
 		minDrops:    3,
 		maxDrops:    5,
 		historySize: 4096, // resync stays rare: at most 1,200 ticks (6s every 5ms)
+	}, {
+		// The short version of bench/soak: more clients, longer, a
+		// history that fills during the warm-up (a full history is the
+		// steady state), stallers, and memory flat from the end of the
+		// warm-up to the end.
+		name:        "500 clients for 20s, stallers, memory flat",
+		perKind:     165,
+		extraB:      5,
+		warmup:      6 * time.Second,
+		publishFor:  14 * time.Second,
+		interval:    10 * time.Millisecond,
+		publishers:  4,
+		everyB:      5,
+		minDrops:    2,
+		maxDrops:    4,
+		historySize: 512, // 5s of A: a resume on a loaded machine still finds its place
+		queueSize:   64,  // with the history's room: a staller is closed within seconds
+		rssWithin:   0.10,
+		stallers:    4,
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { runSoak(t, tc) })
@@ -58,10 +88,11 @@ func runSoak(t *testing.T, spec soakSpec) {
 	// The default queue: a resume's replay must fit without a larger one
 	// (the gateway leaves room for a whole history in every queue). A 1s
 	// heartbeat puts pings and SSE comments between the messages.
-	n := startCaddy(t, caddyfile(
-		[]string{fmt.Sprintf("history_size %d", spec.historySize)},
-		[]string{"heartbeat 1s", "idle_timeout 60s"},
-	))
+	routeOpts := []string{"heartbeat 1s", "idle_timeout 60s"}
+	if spec.queueSize > 0 {
+		routeOpts = append(routeOpts, fmt.Sprintf("queue_size %d", spec.queueSize))
+	}
+	n := startCaddy(t, caddyfile([]string{fmt.Sprintf("history_size %d", spec.historySize)}, routeOpts))
 	keyA, keyB := testKey(t, "a"), testKey(t, "b")
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -74,7 +105,7 @@ func runSoak(t *testing.T, spec soakSpec) {
 		drops := spec.minDrops + rng.IntN(spec.maxDrops-spec.minDrops+1)
 		offsets := make([]time.Duration, drops)
 		for i := range offsets {
-			offsets[i] = time.Duration(rng.Int64N(int64(spec.publishFor)))
+			offsets[i] = time.Duration(rng.Int64N(int64(spec.warmup + spec.publishFor)))
 		}
 		slices.Sort(offsets)
 		clients = append(clients, newSoakClient(t, n, clock, len(clients), transport, keys, offsets,
@@ -113,59 +144,87 @@ func runSoak(t *testing.T, spec soakSpec) {
 	// finds every publisher busy is skipped), and concurrent publishes to
 	// one key are part of the load. Each tick publishes {"i":<tick>} to A,
 	// and every everyB-th tick to B too.
+	stallers := dialSoakStallers(t, n, keyA, spec.stallers)
 	clock.at = time.Now()
 	close(clock.started)
 	pub := &soakPublisher{node: n, keyA: keyA, keyB: keyB, everyB: uint64(spec.everyB),
 		seqs: map[string]map[uint64]uint64{keyA: {}, keyB: {}}}
-	ticks := make(chan uint64)
-	var pubWG sync.WaitGroup
-	for range spec.publishers {
-		pubWG.Go(func() { pub.run(ticks) })
-	}
-	tick := time.NewTicker(spec.interval)
 	var tickN, skipped uint64
-	for time.Since(clock.at) < spec.publishFor && pub.failed() == nil {
-		<-tick.C
-		select {
-		case ticks <- tickN:
-			tickN++
-		default:
-			skipped++
+	// publishPhase publishes for d: a tick every interval, each taken by
+	// one of a few concurrent publishers, so that a publish call slower
+	// than the interval on a loaded machine does not slow the cadence (a
+	// tick that finds every publisher busy is skipped), and concurrent
+	// publishes to one key are part of the load. Each tick publishes
+	// {"i":<tick>} to A, and every everyB-th tick to B too. It answers
+	// what each key must end at and the checksum of its messages.
+	publishPhase := func(d time.Duration) (want, wantSum map[string]uint64) {
+		t.Helper()
+		ticks := make(chan uint64)
+		var pubWG sync.WaitGroup
+		for range spec.publishers {
+			pubWG.Go(func() { pub.run(ticks) })
 		}
-	}
-	tick.Stop()
-	close(ticks)
-	pubWG.Wait()
-	published := time.Since(clock.at)
-	if err := pub.failed(); err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]uint64{}
-	wantSum := map[string]uint64{}
-	for _, k := range []string{keyA, keyB} {
-		var err error
-		if want[k], wantSum[k], err = pub.check(k); err != nil {
-			t.Fatalf("%s: %v", soakKeyName(k, keyA), err)
-		}
-	}
-	lastA, lastB := want[keyA], want[keyB]
-
-	// Every client catches up, or the soak reports who did not.
-	eventually(t, 30*time.Second, func() (bool, string) {
-		var behind []string
-		for _, c := range clients {
-			tracks, _ := c.snapshot()
-			for k, tr := range tracks {
-				if tr.last != want[k] {
-					behind = append(behind, fmt.Sprintf("%v at %s seq %d of %d", c, soakKeyName(k, keyA), tr.last, want[k]))
-				}
+		tick := time.NewTicker(spec.interval)
+		for from := time.Now(); time.Since(from) < d && pub.failed() == nil; {
+			<-tick.C
+			select {
+			case ticks <- tickN:
+				tickN++
+			default:
+				skipped++
 			}
 		}
-		if len(behind) == 0 {
-			return true, ""
+		tick.Stop()
+		close(ticks)
+		pubWG.Wait()
+		if err := pub.failed(); err != nil {
+			t.Fatal(err)
 		}
-		return false, fmt.Sprintf("%d behind, e.g. %s; %s", len(behind), strings.Join(behind[:min(5, len(behind))], "; "), soakViolations(clients, 3))
-	})
+		want, wantSum = map[string]uint64{}, map[string]uint64{}
+		for _, k := range []string{keyA, keyB} {
+			var err error
+			if want[k], wantSum[k], err = pub.check(k); err != nil {
+				t.Fatalf("%s: %v", soakKeyName(k, keyA), err)
+			}
+		}
+		// Every client catches up, or the soak reports who did not.
+		eventually(t, 30*time.Second, func() (bool, string) {
+			var behind []string
+			for _, c := range clients {
+				tracks, _ := c.snapshot()
+				for k, tr := range tracks {
+					if tr.last != want[k] {
+						behind = append(behind, fmt.Sprintf("%v at %s seq %d of %d", c, soakKeyName(k, keyA), tr.last, want[k]))
+					}
+				}
+			}
+			if len(behind) == 0 {
+				return true, ""
+			}
+			return false, fmt.Sprintf("%d behind, e.g. %s; %s", len(behind), strings.Join(behind[:min(5, len(behind))], "; "), soakViolations(clients, 3))
+		})
+		return want, wantSum
+	}
+	var rssStart int64
+	if spec.warmup > 0 {
+		publishPhase(spec.warmup)
+		rssStart = settledRSS(t, n)
+	}
+	want, wantSum := publishPhase(spec.publishFor)
+	published := time.Since(clock.at)
+	lastA, lastB := want[keyA], want[keyB]
+	if spec.rssWithin > 0 {
+		rssEnd := settledRSS(t, n)
+		change := float64(rssEnd-rssStart) / float64(rssStart)
+		t.Logf("soak: caddy's RSS after the warm-up %d KiB, at the end %d KiB (%+.1f%%)", rssStart, rssEnd, 100*change)
+		// Only growth fails: a shrink is no leak (a staller's backlog, held
+		// at the start, is gone at the end).
+		if change > spec.rssWithin {
+			t.Errorf("caddy's RSS went from %d KiB after the warm-up to %d KiB at the end (%+.1f%%, bound ±%.0f%%)",
+				rssStart, rssEnd, 100*change, 100*spec.rssWithin)
+		}
+	}
+	checkSoakStallers(t, n, stallers)
 	cancel()
 	soakWaitGroup(t, &wg, 30*time.Second)
 	// Every session the clients dropped or ended is gone from the gateway

@@ -593,3 +593,117 @@ func (c *soakClient) pollSession(ctx context.Context) error {
 		}
 	}
 }
+
+// dialSoakStallers opens count WebSocket clients following key that never
+// read, with a small receive window: a stalled mobile client. The gateway
+// must close each as a slow consumer (4429) without holding up anyone else.
+//
+// They also follow a key of their own that gets 5.6 MB of large messages at
+// once: that fills the socket buffers the kernel grants them (autotuned up
+// to tcp_wmem's 4 MiB: a receive window of zero does not stop it), so that
+// the soak's small messages then fill their queues within seconds. The messages are shared by every queue and held by the
+// key's history from before the warm-up on, so they weigh the same in the
+// memory figures of the start and of the end.
+func dialSoakStallers(t testing.TB, n *Node, key string, count int) []*Client {
+	t.Helper()
+	if count == 0 {
+		return nil
+	}
+	pad := testKey(t, "stall-pad")
+	var out []*Client
+	for range count {
+		out = append(out, DialWith(t, n.WSURL(route+"?sdk_key="+url.QueryEscape(key)+"&sdk_key="+url.QueryEscape(pad)),
+			DialOpts{NoReader: true, RecvBuf: 4096}))
+	}
+	eventually(t, msgTimeout, func() (bool, string) {
+		_, ki, b := n.Key(t, pad)
+		return ki.Followers == count, fmt.Sprintf("stall key: %s, want %d followers", b, count)
+	})
+	data := `"` + strings.Repeat("x", 32<<10) + `"`
+	for range 11 { // 11 × 16 × 32 KiB, each body under the admin's 1 MiB limit
+		var body []byte
+		for i := range 16 {
+			if i > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, `{"sdk_key":`+quote(pad)+`,"data":`+data+`}`...)
+		}
+		if _, err := n.TryPublishBody(append(append([]byte{'['}, body...), ']')); err != nil {
+			t.Fatalf("padding the stallers: %v", err)
+		}
+	}
+	return out
+}
+
+// checkSoakStallers waits until the gateway closed every staller as a slow
+// consumer, then reads what each was sent: its backlog, then close 4429 or,
+// when the close frame found no room in a socket nobody read before the
+// gateway's close grace ran out, the end of the connection.
+func checkSoakStallers(t testing.TB, n *Node, stallers []*Client) {
+	t.Helper()
+	if len(stallers) == 0 {
+		return
+	}
+	eventually(t, 30*time.Second, func() (bool, string) {
+		st := n.Stats(t)
+		return st.SlowConsumerCloses >= uint64(len(stallers)), fmt.Sprintf("slow_consumer_closes %d, want at least %d stallers", st.SlowConsumerCloses, len(stallers))
+	})
+	codes := map[int]int{}
+	for i, s := range stallers {
+		s.StartReader()
+		deadline := time.Now().Add(30 * time.Second)
+		ended := false
+		for !ended && time.Now().Before(deadline) {
+			e, ok := s.Next(msgTimeout)
+			switch {
+			case !ok:
+				t.Fatalf("staller %d: nothing more after %v and no close", i, msgTimeout)
+			case e.Err != nil:
+				codes[0]++ // the end of the connection without a close frame
+				ended = true
+			case e.Op == opClose:
+				if e.Code != 4429 {
+					t.Fatalf("staller %d: closed with %d, want 4429", i, e.Code)
+				}
+				codes[e.Code]++
+				ended = true
+			}
+		}
+		if !ended {
+			t.Fatalf("staller %d: still open 30s after the gateway counted it closed", i)
+		}
+		s.Close()
+	}
+	t.Logf("soak: %d stallers closed as slow consumers (%d with a 4429 frame, %d with the connection's end)", len(stallers), codes[4429], codes[0])
+}
+
+// settledRSS forces two collections in caddy (the admin endpoint's pprof
+// heap page with gc=1; objects with finalizers, closed sockets, go in the
+// second) and answers its RSS in KiB once four samples 250ms apart lie
+// within 1% (or 512 KiB) of each other, or after 15s.
+func settledRSS(t testing.TB, n *Node) int64 {
+	t.Helper()
+	for range 2 {
+		if status, b := n.AdminDo(t, http.MethodGet, "/debug/pprof/heap?gc=1", "", nil); status != http.StatusOK {
+			t.Fatalf("forcing a GC in caddy: %d %s", status, truncate(b, 200))
+		}
+	}
+	var window []int64
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		window = append(window, n.rssKiB(t))
+		if len(window) > 4 {
+			window = window[1:]
+		}
+		if len(window) == 4 {
+			lo, hi := slices.Min(window), slices.Max(window)
+			if hi-lo <= max(hi/100, 512) {
+				return window[3]
+			}
+		}
+		if time.Now().After(deadline) {
+			return window[len(window)-1]
+		}
+		time.Sleep(250 * time.Millisecond) // pacing the samples, not synchronisation
+	}
+}
