@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -100,4 +101,20 @@ func goAway(c *netpoll.Conn) {
 	} else {
 		c.Close()
 	}
+}
+
+// startConn lists c with the poller so that it starts reading. A connection
+// that passed ServeHTTP's closing check but is started after Shutdown took
+// its snapshot of the poller's connections would get no 1001 (and end
+// without a close frame when the poller closes): Shutdown sets closing
+// before the snapshot, so checking it after Start catches every such one.
+// goAway is idempotent, so a connection both ways is told once.
+func (e *Engine) startConn(c *netpoll.Conn, buffered []byte) error {
+	if err := c.Start(buffered); err != nil {
+		return fmt.Errorf("starting connection: %w", err)
+	}
+	if e.closing.Load() {
+		goAway(c)
+	}
+	return nil
 }

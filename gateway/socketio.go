@@ -207,10 +207,7 @@ func (e *Engine) serveEngineIO(w http.ResponseWriter, r *http.Request, route *Ro
 	open := socketio.AppendOpen(make([]byte, 0, 128), sioID(), nil, set.Heartbeat, sioTimeout(set), set.MaxMessageSize)
 	c.Enqueue(protocol.TextFrame(nil, open), 0)
 	c.SetTimer(set.Heartbeat)
-	if err := c.Start(buffered); err != nil {
-		return fmt.Errorf("starting connection: %w", err)
-	}
-	return nil
+	return e.startConn(c, buffered)
 }
 
 // sioTimeout is the pingTimeout announced and enforced on a route.

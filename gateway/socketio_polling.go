@@ -359,10 +359,7 @@ func (p *sioPoll) attachProbe(s *sioSession, nc net.Conn, buffered []byte) error
 	p.probe, p.probeAt = c, time.Now()
 	p.mu.Unlock()
 	c.SetTimer(sioTimeout(s.route.get())) // a probe that never upgrades is closed
-	if err := c.Start(buffered); err != nil {
-		return fmt.Errorf("starting connection: %w", err)
-	}
-	return nil
+	return s.e.startConn(c, buffered)
 }
 
 // probeTimer closes a probe that did not upgrade within pingTimeout (the

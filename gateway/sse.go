@@ -221,10 +221,7 @@ func (e *Engine) serveSSEPolled(w http.ResponseWriter, r *http.Request, route *R
 		s.goAway()
 	}
 	c.SetTimer(route.get().Heartbeat)
-	if err := c.Start(buffered); err != nil {
-		return fmt.Errorf("starting connection: %w", err)
-	}
-	return nil
+	return e.startConn(c, buffered)
 }
 
 // subscribeSSE identifies the client before Follow: with a cid, a request

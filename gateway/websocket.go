@@ -132,8 +132,5 @@ func (e *Engine) serveWebSocket(w http.ResponseWriter, r *http.Request, route *R
 		s.followChecked(f.key, f.since, f.epoch, f.resume) // key policy first (keypolicy.go)
 	}
 	c.SetTimer(min(set.Heartbeat, set.IdleTimeout))
-	if err := c.Start(buffered); err != nil {
-		return fmt.Errorf("starting connection: %w", err)
-	}
-	return nil
+	return e.startConn(c, buffered)
 }

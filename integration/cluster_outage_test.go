@@ -258,7 +258,10 @@ type outagePublisher struct {
 // may be stored (the store is down for good).
 func runOutagePublisher(n *Node, key string, seq uint64, stop <-chan struct{}) outagePublisher {
 	var r outagePublisher
-	for range 5000 {
+	// Bounded by time, not by a count a fast machine could use up before
+	// the kill: the publisher must still be running when Redis dies.
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
 		select {
 		case <-stop:
 			return r
