@@ -57,9 +57,10 @@
 //     SUBSCRIBE and UNSUBSCRIBE in batches, and syncs (Sink.Sync) in
 //     pipelines. It pings Redis every second.
 //
-// Publish queues its script and waits; while publishes are queued, up to
-// four short-lived goroutines send them in pipelines and end when the queue
-// is empty. State, Drop, Announce, Leave, Nodes, Status and Configure run
+// Publish queues its script; a publisher that finds a pipeline slot free
+// (at most four) sends the queued scripts in pipelines itself until its own
+// is answered, and leaves what is still queued to a short-lived goroutine
+// that ends when the queue is empty. State, Drop, Announce, Leave, Nodes, Status and Configure run
 // on the caller's goroutine; every method is safe for concurrent use.
 //
 // # Outages

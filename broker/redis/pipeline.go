@@ -8,9 +8,9 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// Publishes are pipelined: Publish queues its script call, and whichever
-// goroutine finds fewer than maxPipelines pipelines on the way sends every
-// call queued by then in one pipeline. A lone publisher still pays one
+// Publishes are pipelined: Publish queues its script call, and a publisher
+// that finds fewer than maxPipelines pipelines on the way sends every call
+// queued by then in one pipeline, itself. A lone publisher still pays one
 // round trip; concurrent publishers (a busy toggle backend, several admin
 // clients, a batch of keys) share round trips and Redis's read and write
 // system calls, which is where a single-threaded Redis spends its time.
@@ -36,17 +36,49 @@ type publishCall struct {
 	done chan struct{}
 }
 
-// enqueuePublish queues c and makes sure a pipeline will send it.
+// enqueuePublish queues c and makes sure a pipeline will send it. When a
+// pipeline slot is free the caller sends pipelines itself until its own call
+// is answered (sendUntil): a lone publisher pays no goroutine hand-off,
+// which with its stack growth and wake-ups cost about as much as the round
+// trip.
 func (b *Broker) enqueuePublish(c *publishCall) {
 	b.pmu.Lock()
 	b.pending = append(b.pending, c)
-	start := b.pipelines < maxPipelines
-	if start {
+	lead := b.pipelines < maxPipelines
+	if lead {
 		b.pipelines++
 	}
 	b.pmu.Unlock()
-	if start {
+	if lead {
+		b.sendUntil(c)
+	}
+}
+
+// sendUntil sends queued publishes in pipelines from the caller's goroutine
+// until c is answered, then hands what is still queued to a goroutine
+// (with the pipeline slot), so that no call waits for a publisher that
+// left.
+func (b *Broker) sendUntil(c *publishCall) {
+	for {
+		batch := b.takeBatch()
+		if batch == nil {
+			return // the slot was given back: nothing queued
+		}
+		b.sendBatch(batch)
+		select {
+		case <-c.done:
+		default:
+			continue
+		}
+		b.pmu.Lock()
+		if len(b.pending) == 0 {
+			b.pipelines--
+			b.pmu.Unlock()
+			return
+		}
+		b.pmu.Unlock()
 		go b.sendPipelines()
+		return
 	}
 }
 
@@ -54,23 +86,32 @@ func (b *Broker) enqueuePublish(c *publishCall) {
 // while there is work: an idle broker has no pipelining goroutine.
 func (b *Broker) sendPipelines() {
 	for {
-		b.pmu.Lock()
-		n := min(len(b.pending), maxBatch)
-		if n == 0 {
-			b.pipelines--
-			b.pmu.Unlock()
+		batch := b.takeBatch()
+		if batch == nil {
 			return
 		}
-		batch := make([]*publishCall, n)
-		copy(batch, b.pending)
-		clear(b.pending[:n])
-		b.pending = b.pending[n:]
-		if len(b.pending) == 0 {
-			b.pending = nil
-		}
-		b.pmu.Unlock()
 		b.sendBatch(batch)
 	}
+}
+
+// takeBatch takes up to maxBatch queued publishes. With none queued it
+// gives the caller's pipeline slot back and returns nil.
+func (b *Broker) takeBatch() []*publishCall {
+	b.pmu.Lock()
+	defer b.pmu.Unlock()
+	n := min(len(b.pending), maxBatch)
+	if n == 0 {
+		b.pipelines--
+		return nil
+	}
+	batch := make([]*publishCall, n)
+	copy(batch, b.pending)
+	clear(b.pending[:n])
+	b.pending = b.pending[n:]
+	if len(b.pending) == 0 {
+		b.pending = nil
+	}
+	return batch
 }
 
 // sendBatch runs one pipeline of publish scripts. A script Redis does not
