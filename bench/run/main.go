@@ -153,6 +153,7 @@ func run(o options) error {
 		return err
 	}
 	log.Printf("wrote %s and %s", filepath.Join(o.out, "results.json"), filepath.Join(o.out, "results.md"))
+	refreshPlots(o.out)
 	return nil
 }
 

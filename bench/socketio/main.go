@@ -187,7 +187,11 @@ func run(o options) error {
 	}
 	res.Ratios = ratios(res.Servers)
 	res.Seconds = time.Since(began).Seconds()
-	return res.write(o.out)
+	if err := res.write(o.out); err != nil || o.out == "" {
+		return err
+	}
+	refreshPlots(o.out)
+	return nil
 }
 
 // measure runs the idle and the broadcast measurements of n clients on
