@@ -101,11 +101,16 @@ type frameSink interface {
 // wsReader turns the bytes of a netpoll read into whole client messages:
 // every WebSocket session (native, Socket.IO) reads through one, so frame
 // rules, reassembly and the size limit are the same for all of them. It is
-// touched only by OnRead.
+// touched only by OnRead. It is one pointer, nil between messages: every
+// idle session embeds one, and fragmented messages are rare.
 type wsReader struct {
-	frag     []byte
-	fragOp   ws.OpCode
-	fragging bool
+	frag *fragment // the fragmented message being reassembled; nil: none
+}
+
+// fragment is a fragmented message's opcode and the payload received so far.
+type fragment struct {
+	buf []byte
+	op  ws.OpCode
 }
 
 // read decodes every whole frame in data and returns how many bytes it
@@ -122,7 +127,7 @@ func (r *wsReader) read(data []byte, limit int64, sink frameSink) int {
 		if hn == 0 {
 			break
 		}
-		if h.length > limit || (r.fragging && int64(len(r.frag))+h.length > limit) {
+		if h.length > limit || (r.frag != nil && int64(len(r.frag.buf))+h.length > limit) {
 			sink.violation(protocol.CloseTooLarge, "too_large", "message larger than max_message_size")
 			return len(data)
 		}
@@ -163,24 +168,23 @@ func (r *wsReader) onFrame(h frameHeader, payload []byte, sink frameSink) {
 		}
 		sink.onClientClose(code)
 	case ws.OpContinuation:
-		if !r.fragging {
+		if r.frag == nil {
 			sink.violation(protocol.CloseProtocolError, "protocol_error", "continuation frame without a message to continue")
 			return
 		}
-		r.frag = append(r.frag, payload...)
+		r.frag.buf = append(r.frag.buf, payload...)
 		if h.fin {
-			msg, op := r.frag, r.fragOp
-			r.frag, r.fragging = nil, false
-			sink.onMessage(op, msg)
+			f := r.frag
+			r.frag = nil
+			sink.onMessage(f.op, f.buf)
 		}
 	default: // text or binary
-		if r.fragging {
+		if r.frag != nil {
 			sink.violation(protocol.CloseProtocolError, "protocol_error", "new message before the fragmented one ended")
 			return
 		}
 		if !h.fin {
-			r.fragging, r.fragOp = true, h.op
-			r.frag = append(make([]byte, 0, 2*len(payload)), payload...)
+			r.frag = &fragment{buf: append(make([]byte, 0, 2*len(payload)), payload...), op: h.op}
 			return
 		}
 		sink.onMessage(h.op, payload)

@@ -98,14 +98,18 @@ func (ks *keyState) ackLocked(id ackID, seq uint64) {
 // a later request, which acknowledges through Hub.AckClient. Call it before
 // Follow.
 func (s *Subscription) SetClientID(cid string) {
+	var p *string // nil: none (a pointer, so that subscriptions without one stay small)
+	if cid != "" {
+		p = &cid
+	}
 	s.mu.Lock()
-	s.cid = cid
+	s.cid = p
 	s.mu.Unlock()
 }
 
 func (s *Subscription) ackID() ackID {
-	if s.cid != "" {
-		return ackID{cid: s.cid}
+	if s.cid != nil {
+		return ackID{cid: *s.cid}
 	}
 	return ackID{sub: s}
 }

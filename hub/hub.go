@@ -260,7 +260,7 @@ func (h *Hub) applyLocked(sh *shard, ks *keyState, m *Message, conf *Confirmatio
 		if fl.sub.stopped.Load() {
 			continue
 		}
-		if fl.f.Deliver(m) {
+		if fl.sub.f.Deliver(m) {
 			delivered++
 			if conf != nil {
 				conf.pending[fl.sub.ackID()]++

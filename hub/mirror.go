@@ -371,7 +371,7 @@ func (h *Hub) resyncLocked(sh *shard, ks *keyState, snap Snapshot, size int, out
 		if fl.sub.stopped.Load() {
 			continue
 		}
-		if !fl.f.Notify(n) {
+		if !fl.sub.f.Notify(n) {
 			out.slowLocked(fl.sub)
 		}
 	}

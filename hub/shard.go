@@ -60,9 +60,11 @@ type keyState struct {
 // see messages keeps its state while it has history.)
 const emptyKeyGrace = 2 * time.Minute
 
-// follower is one Subscription's entry in a key's follower list.
+// follower is one Subscription's entry in a key's follower list. The
+// Follower itself is reached through sub (sub.f): the delivery loop reads
+// sub.stopped first, on the same cache line, and every connection's entry
+// is 16 bytes instead of 32.
 type follower struct {
-	f   Follower
 	sub *Subscription
 	ref *followRef
 }
@@ -174,7 +176,7 @@ func (h *Hub) sweepEmptyLocked(sh *shard, nowMs int64) (waiting bool) {
 // The caller holds the shard lock.
 func (ks *keyState) addFollowerLocked(sub *Subscription) *followRef {
 	ref := &followRef{ks: ks, idx: len(ks.followers)}
-	ks.followers = append(ks.followers, follower{f: sub.f, sub: sub, ref: ref})
+	ks.followers = append(ks.followers, follower{sub: sub, ref: ref})
 	return ref
 }
 

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 )
@@ -19,14 +20,15 @@ type Subscription struct {
 	stopped atomic.Bool
 
 	// mu guards the fields below. It is taken before a shard lock, never
-	// while holding one.
+	// while holding one. (Field order and sizes keep the struct at 80
+	// bytes, a malloc size class: every connection holds one.)
 	mu sync.Mutex
 	// keys are the followed keys' refs. A slice, searched linearly: a
 	// connection follows a few keys, and an empty or one-entry map would
 	// cost an idle connection several times the bytes.
 	keys    []*followRef
-	maxKeys int    // 0: the hub's WithMaxKeysPerConn; negative: unlimited
-	cid     string // client id for acknowledgements; see SetClientID
+	cid     *string // client id for acknowledgements, nil: none; see SetClientID
+	maxKeys int32   // 0: the hub's WithMaxKeysPerConn; negative: unlimited
 	done    bool
 }
 
@@ -48,8 +50,9 @@ func (h *Hub) Subscribe(f Follower) *Subscription {
 // subscription (a route's setting): n > 0 is the limit, 0 restores the hub's,
 // a negative n means unlimited. Keys already followed stay.
 func (s *Subscription) SetMaxKeys(n int) {
+	m := int32(min(max(n, -1), math.MaxInt32)) // beyond 2^31 keys is unlimited in practice
 	s.mu.Lock()
-	s.maxKeys = n
+	s.maxKeys = m
 	s.mu.Unlock()
 }
 
@@ -104,7 +107,7 @@ func (s *Subscription) followLocked(key string, since uint64, epoch string, resu
 	if at >= 0 {
 		ref = s.keys[at]
 	} else {
-		limit := s.maxKeys
+		limit := int(s.maxKeys)
 		if limit == 0 {
 			limit = h.cfg.Load().maxKeysPerConn
 		}

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	easy "github.com/mailru/easygo/netpoll"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,21 +26,34 @@ type Handler interface {
 }
 
 // Conn is one connection on the poller.
+//
+// Every idle connection is one of these, so the layout is packed: fields
+// ordered by size, small integers where the range allows, the TLS-only
+// references behind one pointer, and no queue array held while nothing is
+// queued (see outPool). unsafe.Sizeof(Conn{}) is 144 (a malloc size class);
+// TestConnSize keeps it there.
 type Conn struct {
 	p   *Poller
-	nc  net.Conn  // TLS only: what the caller handed over, closed last
-	tls *tls.Conn // non-nil: reads and writes go through crypto/tls
-	fd  int       // plain: our own dup of the socket (see detach); TLS: the socket under nc
 	h   Handler
+	tls *tlsConn // non-nil: reads and writes go through crypto/tls
+	fd  int      // plain: our own dup of the socket (see detach); TLS: the socket under tls.nc
 
 	// pending holds the bytes of a half-received message between reads. Only
 	// the running read job touches it.
 	pending []byte
 
+	// out is the write queue: frames, shared and immutable, each with its
+	// message's publish stamp (latency.go). Guarded by mu.
+	out    []queued
+	headAt int64 // the poller's coarse clock when out[0] was queued (lag.go); guarded by mu
+
+	// Timing wheel links, guarded by the wheel's mutex.
+	tNext, tPrev *Conn
+	tAt          uint64 // absolute tick; 0: not scheduled
+
 	mu           sync.Mutex // guards the fields below
-	out          [][]byte   // queued frames, shared and immutable
-	woff         int        // bytes of out[0] already written
-	inflight     int        // frames of out handed to the running write job
+	woff         int32      // bytes of out[0] already written (a frame is far below 2 GiB)
+	inflight     int16      // frames of out handed to the running write job (≤ maxIovecs)
 	readRunning  bool       // a read job is queued or running
 	readAgain    bool       // new bytes arrived while it ran
 	writeRunning bool       // a write job is queued or running
@@ -52,20 +64,52 @@ type Conn struct {
 	peerEOF      bool       // the peer sent FIN while we were closing
 	closed       bool       // Close: no more work, release when jobs end
 	released     bool       // fd and handler released
-	headAt       int64      // the poller's coarse clock when out[0] was queued (lag.go)
-	stamps       []int64    // publish time of each frame of out, Unix ns, 0: none (latency.go)
+}
 
-	listed bool // in the poller's set (Start), guarded by the poller's connsMu
+// tlsConn is what a TLS connection needs beyond a plain one: a plain
+// connection does not pay for it.
+type tlsConn struct {
+	nc net.Conn  // what the caller handed over, closed last
+	tc *tls.Conn // the TLS layer in or under nc
+}
 
-	// Timing wheel links, guarded by the wheel's mutex.
-	tNext, tPrev *Conn
-	tAt          uint64 // absolute tick; 0: not scheduled
+// queued is one frame of a connection's write queue.
+type queued struct {
+	frame []byte
+	stamp int64 // publish time, Unix ns; 0: none (latency.go)
+}
+
+// outChunk is the capacity of the queue arrays outPool holds: an idle
+// connection holds none; a connection with frames queued takes one, and
+// gives it back when the queue drains. A longer backlog grows its own array
+// by append, dropped when it drains (no backlog-sized array kept while idle).
+const outChunk = 4
+
+var outPool = sync.Pool{New: func() any { return new([outChunk]queued) }}
+
+// pushLocked appends one frame to the queue. The caller holds c.mu.
+func (c *Conn) pushLocked(frame []byte, stamp int64) {
+	if c.out == nil {
+		c.out = outPool.Get().(*[outChunk]queued)[:0]
+	}
+	c.out = append(c.out, queued{frame: frame, stamp: stamp})
+}
+
+// dropQueueLocked lets go of the emptied queue's array. The caller holds
+// c.mu and len(c.out) is 0.
+func (c *Conn) dropQueueLocked() {
+	if cap(c.out) == outChunk {
+		a := (*[outChunk]queued)(c.out[:outChunk])
+		clear(a[:])
+		outPool.Put(a)
+	}
+	c.out = nil
 }
 
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() net.Addr {
-	if c.nc != nil {
-		return c.nc.RemoteAddr()
+	if c.tls != nil {
+		return c.tls.nc.RemoteAddr()
 	}
 	return peerAddr(c.fd)
 }
@@ -88,7 +132,7 @@ func (c *Conn) Start(buffered []byte) error {
 	c.mu.Lock()
 	c.readRunning = true
 	c.mu.Unlock()
-	err := c.p.ep.Add(c.fd, easy.EPOLLIN|easy.EPOLLOUT|easy.EPOLLRDHUP|easy.EPOLLET, c.onEvent)
+	err := c.p.ep.add(c)
 	if err != nil {
 		c.mu.Lock()
 		c.readRunning = false
@@ -101,15 +145,11 @@ func (c *Conn) Start(buffered []byte) error {
 }
 
 // onEvent runs on the epoll goroutine: it only schedules work.
-func (c *Conn) onEvent(ev easy.EpollEvent) {
-	const closedEvent = 0x20 // easygo's _EPOLLCLOSED
-	if ev&closedEvent != 0 {
-		return
-	}
-	if ev&(easy.EPOLLIN|easy.EPOLLRDHUP|easy.EPOLLHUP|easy.EPOLLERR|easy.EPOLLPRI) != 0 {
+func (c *Conn) onEvent(ev uint32) {
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLPRI) != 0 {
 		c.scheduleRead()
 	}
-	if ev&(easy.EPOLLOUT|easy.EPOLLHUP|easy.EPOLLERR) != 0 {
+	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.onWritable()
 	}
 }
@@ -170,8 +210,7 @@ func (c *Conn) EnqueueStamped(frame []byte, limit int, stamp int64) bool {
 	if len(c.out) == 0 {
 		c.headAt = c.p.clock.Load()
 	}
-	c.out = append(c.out, frame)
-	c.stamps = append(c.stamps, stamp) // latency.go: aligned with out
+	c.pushLocked(frame, stamp)
 	c.kickLocked()
 	return true
 }
@@ -208,20 +247,18 @@ func (c *Conn) CloseWith(frame []byte, dropQueued bool) {
 	}
 	c.closing = true
 	if dropQueued {
-		keep := c.inflight
+		keep := int(c.inflight)
 		if keep == 0 && c.woff > 0 {
 			keep = 1 // a frame half written must be finished
 		}
 		clear(c.out[keep:])
 		c.out = c.out[:keep]
-		c.stamps = c.stamps[:keep]
 	}
 	if len(frame) > 0 {
 		if len(c.out) == 0 {
 			c.headAt = c.p.clock.Load()
 		}
-		c.out = append(c.out, frame)
-		c.stamps = append(c.stamps, 0)
+		c.pushLocked(frame, 0)
 	}
 	c.p.wheel.schedule(c, c.p.cfg.CloseGrace)
 	c.kickLocked()
@@ -243,8 +280,7 @@ func (c *Conn) Close() {
 		return
 	}
 	c.closed = true
-	c.out = nil
-	c.stamps = nil
+	c.out = nil // to the GC, not the pool: rare, and nothing to prove
 	release := c.releasableLocked()
 	c.mu.Unlock()
 	c.p.wheel.remove(c)
@@ -266,14 +302,17 @@ func (c *Conn) releasableLocked() bool {
 }
 
 func (c *Conn) release() {
-	_ = c.p.ep.Del(c.fd)
+	_ = c.p.ep.del(c.fd)
 	c.pending = nil
-	if c.nc != nil {
-		_ = c.nc.Close()
+	listed := c.p.unlist(c) // before the close: the number may be reused at once
+	if c.tls != nil {
+		_ = c.tls.nc.Close()
 	} else {
 		_ = unix.Close(c.fd)
 	}
-	c.p.forget(c)
+	if listed {
+		c.p.forget()
+	}
 	c.h.OnClose(c)
 }
 

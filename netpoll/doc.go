@@ -4,7 +4,7 @@
 // goroutine, no timer and no read buffer (invariant I4).
 //
 // A Poller owns three kinds of goroutines, all started by New and stopped and
-// joined by Close: the easygo epoll wait loop (it only dispatches), the
+// joined by Close: the easygo epoll wait loop (epoll.go: it only dispatches), the
 // workers (they read, call the Handler, and flush output queues), and one
 // timing-wheel goroutine (heartbeats, idle timeouts and close grace periods
 // of every connection, with no timer per connection).

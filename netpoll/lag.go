@@ -43,15 +43,18 @@ type Backlog struct {
 // call it a few times a second.
 func (p *Poller) Backlogs(dst []Backlog) []Backlog {
 	now := p.clock.Load()
-	p.connsMu.Lock()
-	for c := range p.conns {
+	p.connsMu.RLock()
+	for _, c := range p.conns {
+		if c == nil {
+			continue
+		}
 		c.mu.Lock()
 		if n := len(c.out); n > 0 && !c.closing && !c.closed {
 			dst = append(dst, Backlog{Conn: c, Frames: n, Age: time.Duration(max(0, now-c.headAt))})
 		}
 		c.mu.Unlock()
 	}
-	p.connsMu.Unlock()
+	p.connsMu.RUnlock()
 	slices.SortFunc(dst, func(a, b Backlog) int {
 		if a.Frames != b.Frames {
 			return cmp.Compare(b.Frames, a.Frames)

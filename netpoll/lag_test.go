@@ -126,15 +126,16 @@ func BenchmarkBacklogs(b *testing.B) {
 	p := newPoller(b, Config{Workers: 1})
 	frame := []byte("x")
 	for i := range 10000 {
-		c := &Conn{p: p} // no descriptor: Backlogs reads only the queue
+		c := &Conn{p: p, fd: i} // a made-up descriptor, never used: Backlogs reads only the queue
 		p.list(c)
 		if i%10 == 0 {
-			c.out = append(c.out, frame)
+			c.out = append(c.out, queued{frame: frame})
 		}
 	}
 	b.Cleanup(func() {
 		p.connsMu.Lock()
 		clear(p.conns) // Close would release descriptors these do not have
+		p.count.Store(0)
 		p.connsMu.Unlock()
 	})
 	var bl []Backlog

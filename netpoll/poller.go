@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	easy "github.com/mailru/easygo/netpoll"
 )
 
 // ErrClosed is returned by Add once the Poller is closed.
@@ -46,7 +44,7 @@ const (
 // Poller is an epoll instance with its worker pool and timing wheel.
 type Poller struct {
 	cfg   Config
-	ep    *easy.Epoll
+	ep    *epoll
 	wheel *wheel
 
 	// jobs is the run queue of the workers; mu guards it and closed.
@@ -56,9 +54,13 @@ type Poller struct {
 	head   int
 	closed bool
 
-	connsMu sync.Mutex
-	conns   map[*Conn]struct{} // guarded by connsMu
-	empty   []chan struct{}    // closed when conns becomes empty, guarded by connsMu
+	// conns are the listed connections, indexed by descriptor (dense, and
+	// below the open-files limit): 8 bytes a connection, where a map cost
+	// about 30. A slot is cleared before its descriptor is closed, so a
+	// reused number never finds a stale Conn. Guarded by connsMu.
+	connsMu sync.RWMutex
+	conns   []*Conn
+	empty   []chan struct{} // closed when no connection is listed, guarded by connsMu
 
 	count   atomic.Int64
 	workers sync.WaitGroup
@@ -99,11 +101,11 @@ func New(cfg Config) (*Poller, error) {
 	if cfg.OnError == nil {
 		cfg.OnError = func(error) {}
 	}
-	ep, err := easy.EpollCreate(&easy.EpollConfig{OnWaitError: cfg.OnError})
+	ep, err := newEpoll(cfg.OnError)
 	if err != nil {
 		return nil, fmt.Errorf("creating epoll: %w", err)
 	}
-	p := &Poller{cfg: cfg, ep: ep, conns: make(map[*Conn]struct{})}
+	p := &Poller{cfg: cfg, ep: ep}
 	p.clock.Store(time.Now().UnixNano())
 	p.cond = sync.NewCond(&p.mu)
 	p.wheel = newWheel(p, cfg.Tick)
@@ -119,12 +121,14 @@ func (p *Poller) Len() int { return int(p.count.Load()) }
 
 // Range calls fn for every live connection; fn must not call Add.
 func (p *Poller) Range(fn func(*Conn)) {
-	p.connsMu.Lock()
-	list := make([]*Conn, 0, len(p.conns))
-	for c := range p.conns {
-		list = append(list, c)
+	p.connsMu.RLock()
+	list := make([]*Conn, 0, p.count.Load())
+	for _, c := range p.conns {
+		if c != nil {
+			list = append(list, c)
+		}
 	}
-	p.connsMu.Unlock()
+	p.connsMu.RUnlock()
 	for _, c := range list {
 		fn(c)
 	}
@@ -143,10 +147,10 @@ func (p *Poller) Add(nc net.Conn, h Handler) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{p: p, fd: fd, h: h, tls: tlsOf(nc)}
-	if c.tls != nil {
+	c := &Conn{p: p, fd: fd, h: h}
+	if tc := tlsOf(nc); tc != nil {
 		// crypto/tls reads and writes through the net.Conn: keep it.
-		c.nc = nc
+		c.tls = &tlsConn{nc: nc, tc: tc}
 	} else if c.fd, err = detach(raw, nc); err != nil {
 		_ = nc.Close()
 		return nil, err
@@ -161,8 +165,10 @@ func (p *Poller) list(c *Conn) bool {
 	if p.isClosed() {
 		return false
 	}
-	p.conns[c] = struct{}{}
-	c.listed = true
+	if c.fd >= len(p.conns) {
+		p.conns = append(p.conns, make([]*Conn, c.fd+1-len(p.conns))...)
+	}
+	p.conns[c.fd] = c
 	p.count.Add(1)
 	return true
 }
@@ -189,19 +195,26 @@ func (p *Poller) Close() {
 	p.cond.Broadcast()
 	p.mu.Unlock()
 	p.workers.Wait()
-	p.ep.Close()
+	p.ep.close()
 }
 
-func (p *Poller) forget(c *Conn) {
+// unlist takes c out of the table, before its descriptor is closed, and
+// reports whether it was listed.
+func (p *Poller) unlist(c *Conn) bool {
 	p.connsMu.Lock()
-	if !c.listed {
-		p.connsMu.Unlock()
-		return
+	defer p.connsMu.Unlock()
+	if c.fd < 0 || c.fd >= len(p.conns) || p.conns[c.fd] != c {
+		return false
 	}
-	c.listed = false
-	delete(p.conns, c)
-	p.count.Add(-1)
-	if len(p.conns) == 0 {
+	p.conns[c.fd] = nil
+	return true
+}
+
+// forget counts out a connection unlist took out, once its descriptor is
+// closed, and wakes WaitEmpty when it was the last.
+func (p *Poller) forget() {
+	p.connsMu.Lock()
+	if p.count.Add(-1) == 0 {
 		for _, ch := range p.empty {
 			close(ch)
 		}
@@ -214,7 +227,7 @@ func (p *Poller) forget(c *Conn) {
 // reports whether none is left.
 func (p *Poller) WaitEmpty(timeout time.Duration) bool {
 	p.connsMu.Lock()
-	if len(p.conns) == 0 {
+	if p.count.Load() == 0 {
 		p.connsMu.Unlock()
 		return true
 	}

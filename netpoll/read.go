@@ -142,8 +142,8 @@ func (c *Conn) read(b []byte, first bool) (int, error) {
 	} else if first && err != nil {
 		deadline = time.Now().Add(tlsReadWait)
 	}
-	_ = c.tls.SetReadDeadline(deadline)
-	n, err := c.tls.Read(b)
+	_ = c.tls.tc.SetReadDeadline(deadline)
+	n, err := c.tls.tc.Read(b)
 	if err != nil {
 		var ne net.Error
 		if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {

@@ -43,9 +43,12 @@ func (c *Conn) runWrite(w *worker) {
 			return
 		}
 		n := min(len(c.out), maxIovecs)
-		w.iov = append(w.iov[:0], c.out[:n]...)
+		w.iov = w.iov[:0]
+		for i := range c.out[:n] {
+			w.iov = append(w.iov, c.out[i].frame)
+		}
 		w.iov[0] = w.iov[0][c.woff:]
-		c.inflight = n
+		c.inflight = int16(n)
 		c.writable = false
 		c.mu.Unlock()
 
@@ -85,9 +88,9 @@ func (c *Conn) advanceLocked(written int) {
 	}
 	i := 0
 	for i < len(c.out) && written > 0 {
-		left := len(c.out[i]) - c.woff
+		left := len(c.out[i].frame) - int(c.woff)
 		if written < left {
-			c.woff += written
+			c.woff += int32(written)
 			break
 		}
 		written -= left
@@ -98,15 +101,17 @@ func (c *Conn) advanceLocked(written int) {
 		return
 	}
 	c.p.noteWritten(c, i < len(c.out))
-	c.wroteStampsLocked(i) // latency.go
+	c.reportLatencyLocked(i) // latency.go
 	// Shift rather than reslice, so the backing array keeps its capacity
-	// and a steady stream of messages queues without allocating.
+	// while frames keep coming.
 	left := copy(c.out, c.out[i:])
 	clear(c.out[left:])
 	c.out = c.out[:left]
-	if left == 0 && cap(c.out) > 16 {
-		// A connection that once had a backlog does not keep it while idle.
-		c.out = nil
+	if left == 0 {
+		// An idle connection holds no queue array: a pooled one goes back
+		// (so a steady stream of messages queues without allocating), a
+		// backlog-sized one goes.
+		c.dropQueueLocked()
 	}
 }
 
@@ -142,8 +147,8 @@ func (c *Conn) write(w *worker) (int, error) {
 			break
 		}
 	}
-	_ = c.tls.SetWriteDeadline(time.Now().Add(tlsWriteDeadline))
-	n, err := c.tls.Write(w.scratch)
+	_ = c.tls.tc.SetWriteDeadline(time.Now().Add(tlsWriteDeadline))
+	n, err := c.tls.tc.Write(w.scratch)
 	if cap(w.scratch) > 256<<10 {
 		w.scratch = nil
 	}
