@@ -48,6 +48,8 @@ func TestDrainSpreadsCloses(t *testing.T) {
 			// Each client notes when its close frame arrived, and which.
 			arrived := make([]time.Time, clients)
 			codes := make([]int, clients)
+			firstClose := make(chan struct{}) // closed when the first close frame arrives
+			var firstOnce sync.Once
 			var wg sync.WaitGroup
 			for i, c := range cs {
 				wg.Add(1)
@@ -61,6 +63,7 @@ func TestDrainSpreadsCloses(t *testing.T) {
 						}
 						if e.Op == opClose {
 							arrived[i], codes[i] = time.Now(), e.Code
+							firstOnce.Do(func() { close(firstClose) })
 							return
 						}
 					}
@@ -83,6 +86,14 @@ func TestDrainSpreadsCloses(t *testing.T) {
 			})
 			refusedAt := time.Now()
 			if other != nil {
+				// The node leaves the list before its first 1001. (A refused
+				// connection alone proves nothing: Caddy may stop its HTTP
+				// app, closing the listener, before the gateway's drain.)
+				select {
+				case <-firstClose:
+				case <-time.After(stopTimeout):
+					t.Fatal("no client got a close frame")
+				}
 				ns, err := tryPublicNodes(other.Node)
 				if err != nil {
 					t.Fatal(err)

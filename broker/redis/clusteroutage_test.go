@@ -50,10 +50,19 @@ func TestClusterNodeOutage(t *testing.T) {
 		}
 	}
 	for _, k := range live {
+		// The message comes live (Apply) or, when the pub/sub connection
+		// was re-established meanwhile, in the refill that follows (Sync).
 		sink.waitUntil(t, "message of "+k, func() bool {
 			for _, e := range sink.applies {
 				if e.Key == k && e.Epoch == epochs[k] {
 					return true
+				}
+			}
+			for _, s := range sink.syncsOfLocked(k) {
+				for _, e := range s.History {
+					if e.Epoch == epochs[k] {
+						return true
+					}
 				}
 			}
 			return false
