@@ -11,7 +11,6 @@ import (
 
 	"github.com/pushgateway/push_gateway/bench/internal/benchcmd"
 	"github.com/pushgateway/push_gateway/bench/internal/report"
-	"github.com/pushgateway/push_gateway/bench/internal/rlimit"
 )
 
 // ErrBadFlag is returned for an unusable flag value.
@@ -135,24 +134,11 @@ func (o options) publishes() int {
 
 func run(o options) error {
 	began := time.Now()
-	if err := rlimit.RaiseNofile(); err != nil {
-		return err
-	}
-	dir, cleanup, err := benchcmd.WorkDir("pushgw-cluster-", o.keep)
+	dir, bin, cleanup, err := benchcmd.Setup("pushgw-cluster-", o.keep, o.gatewayBin, true)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	bin := o.gatewayBin
-	if bin == "" {
-		root, err := benchcmd.ModuleRoot()
-		if err != nil {
-			return err
-		}
-		if bin, err = benchcmd.BuildCaddy(root, dir); err != nil {
-			return err
-		}
-	}
 	res := Results{
 		Command:             "go run ./bench/cluster " + strings.Join(os.Args[1:], " "),
 		Started:             began.UTC().Format(time.RFC3339),

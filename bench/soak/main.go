@@ -14,7 +14,6 @@ import (
 
 	"github.com/pushgateway/push_gateway/bench/internal/benchcmd"
 	"github.com/pushgateway/push_gateway/bench/internal/report"
-	"github.com/pushgateway/push_gateway/bench/internal/rlimit"
 )
 
 // ErrBadFlag is returned for an unusable flag value.
@@ -113,24 +112,11 @@ func autoWarmup(history, keys, rate int) time.Duration {
 
 func run(o options) error {
 	began := time.Now()
-	if err := rlimit.RaiseNofile(); err != nil {
-		return err
-	}
-	dir, cleanup, err := benchcmd.WorkDir("pushgw-soak-", o.keep)
+	dir, bin, cleanup, err := benchcmd.Setup("pushgw-soak-", o.keep, o.gatewayBin, true)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	bin := o.gatewayBin
-	if bin == "" {
-		root, err := benchcmd.ModuleRoot()
-		if err != nil {
-			return err
-		}
-		if bin, err = benchcmd.BuildCaddy(root, dir); err != nil {
-			return err
-		}
-	}
 	srv, err := startCaddy(bin, filepath.Join(dir, "node"), o)
 	if err != nil {
 		return err

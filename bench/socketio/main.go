@@ -55,7 +55,6 @@ import (
 	"github.com/pushgateway/push_gateway/bench/internal/benchcmd"
 	"github.com/pushgateway/push_gateway/bench/internal/procstat"
 	"github.com/pushgateway/push_gateway/bench/internal/report"
-	"github.com/pushgateway/push_gateway/bench/internal/rlimit"
 )
 
 // ErrBadFlag is returned for an unusable flag value.
@@ -126,24 +125,11 @@ func parseFlags(args []string) (options, error) {
 func run(o options) error {
 	began := time.Now()
 	deadline := began.Add(o.limit)
-	if err := rlimit.RaiseNofile(); err != nil {
-		return err
-	}
-	root, err := benchcmd.ModuleRoot()
-	if err != nil {
-		return err
-	}
-	dir, cleanup, err := benchcmd.WorkDir("pushgw-socketio-", o.keep)
+	dir, bin, cleanup, err := benchcmd.Setup("pushgw-socketio-", o.keep, o.gatewayBin, slices.Contains(o.servers, serverGateway))
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	bin := o.gatewayBin
-	if bin == "" && slices.Contains(o.servers, serverGateway) {
-		if bin, err = benchcmd.BuildCaddy(root, dir); err != nil {
-			return err
-		}
-	}
 	nodeVersion := ""
 	if slices.Contains(o.servers, serverReference) {
 		out, err := exec.Command(o.node, "--version").Output()
@@ -158,6 +144,10 @@ func run(o options) error {
 		Machine:    Machine{Machine: report.DescribeMachine(), Node: nodeVersion},
 		Broadcasts: o.broadcasts,
 		Warmup:     o.warmup,
+	}
+	root, err := benchcmd.ModuleRoot()
+	if err != nil {
+		return err
 	}
 	script := filepath.Join(root, "bench", "socketio", "reference.mjs")
 	for _, n := range o.ns {

@@ -7,6 +7,7 @@ package benchcmd
 import (
 	"errors"
 	"fmt"
+	"github.com/pushgateway/push_gateway/bench/internal/rlimit"
 	"log"
 	"os"
 	"os/exec"
@@ -90,4 +91,30 @@ func WaitFor(limit time.Duration, cond func() bool) error {
 		time.Sleep(time.Millisecond) // polling interval
 	}
 	return nil
+}
+
+// Setup is what every bench command does first: raise the open-files
+// limit, make the work dir (see WorkDir) and, when build is set and bin
+// names no binary, build caddy into it. It answers the work dir, the caddy
+// binary to run and the cleanup the caller defers.
+func Setup(prefix string, keep bool, bin string, build bool) (dir, caddy string, cleanup func(), err error) {
+	if err := rlimit.RaiseNofile(); err != nil {
+		return "", "", nil, err
+	}
+	dir, cleanup, err = WorkDir(prefix, keep)
+	if err != nil {
+		return "", "", nil, err
+	}
+	if bin != "" || !build {
+		return dir, bin, cleanup, nil
+	}
+	root, err := ModuleRoot()
+	if err == nil {
+		bin, err = BuildCaddy(root, dir)
+	}
+	if err != nil {
+		cleanup()
+		return "", "", nil, err
+	}
+	return dir, bin, cleanup, nil
 }
