@@ -137,7 +137,7 @@ func (c *conn) feed(data []byte, now int64, st *stats) (code string, done bool) 
 			_, _ = syscall.Write(s.fd, clientFrame(opClose, p))
 			return closeCode(p), true
 		case op == opPing:
-			_, _ = syscall.Write(s.fd, clientFrame(opPong, p))
+			_ = c.write(clientFrame(opPong, p))
 		case op == opPong:
 		case op == opContinuation:
 			if s.fragOp == 0 {
@@ -145,10 +145,13 @@ func (c *conn) feed(data []byte, now int64, st *stats) (code string, done bool) 
 			}
 			s.frag = append(s.frag, p...)
 			if fin {
-				if s.fragOp == opText {
-					c.received(s.frag, now, st)
-				}
+				msg, isText := s.frag, s.fragOp == opText
 				s.frag, s.fragOp = s.frag[:0], 0
+				if isText {
+					if code, done := c.text(msg, now, st); done {
+						return code, true
+					}
+				}
 			}
 		default:
 			if s.fragOp != 0 {
@@ -157,7 +160,9 @@ func (c *conn) feed(data []byte, now int64, st *stats) (code string, done bool) 
 			if !fin {
 				s.frag, s.fragOp = append(s.frag[:0], p...), op
 			} else if op == opText {
-				c.received(p, now, st)
+				if code, done := c.text(p, now, st); done {
+					return code, true
+				}
 			}
 		}
 	}

@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +38,13 @@ type options struct {
 	maxSeq         int
 	mode           string
 	read           bool
+	proto          string
+	namespace      string
+	key            string
+	keys           int
+	first          int
+	since          int64
+	epoch          string
 }
 
 func main() {
@@ -50,6 +59,13 @@ func main() {
 	flag.IntVar(&o.maxSeq, "max-seq", 64, "highest seq whose latencies are recorded")
 	flag.BoolVar(&o.read, "read", true, "read the connections; false holds them without reading (slow consumers)")
 	flag.StringVar(&o.mode, "mode", "epoll", "how connections are read: epoll (one loop, least CPU) or goroutine (one per connection)")
+	flag.StringVar(&o.proto, "proto", protoNative, "protocol: native or socketio (Engine.IO v4 / Socket.IO v5 over WebSocket)")
+	flag.StringVar(&o.namespace, "namespace", "/realtime", "Socket.IO namespace")
+	flag.StringVar(&o.key, "key", "", "SDK key K (native: replaces the URL's sdk_key; required for socketio)")
+	flag.IntVar(&o.keys, "keys", 1, "number of keys: connection j follows K-<(first+j) mod keys> when > 1")
+	flag.IntVar(&o.first, "first", 0, "key index of this process's first connection")
+	flag.Int64Var(&o.since, "since", -1, "native: resume every connection after this seq (adds since and epoch to the URL); -1: no resume")
+	flag.StringVar(&o.epoch, "epoch", "", "native: the epoch -since belongs to")
 	flag.Parse()
 	log.SetPrefix("loadgen: ")
 	if err := run(o); err != nil {
@@ -68,14 +84,32 @@ func run(o options) error {
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("bad -url %q", o.url)
 	}
+	switch {
+	case o.proto != protoNative && o.proto != protoSocketIO:
+		return fmt.Errorf("bad -proto %q: want native or socketio", o.proto)
+	case o.proto == protoSocketIO && o.key == "":
+		return ErrNoKey
+	case o.proto == protoSocketIO && o.since >= 0:
+		return fmt.Errorf("bad -since: resuming is native only")
+	case o.keys < 1:
+		return fmt.Errorf("bad -keys %d", o.keys)
+	}
 	st := newStats(o.maxSeq)
 	out := json.NewEncoder(os.Stdout)
 
 	start := time.Now()
 	conns, failed, firstErr := connectAll(o, u)
+	hs := make([]time.Duration, len(conns))
+	for i, c := range conns {
+		hs[i] = c.handshake
+	}
+	slices.Sort(hs)
 	connected := map[string]any{
 		"type": "connected", "connected": len(conns), "failed": failed,
-		"seconds": time.Since(start).Seconds(),
+		"seconds":          time.Since(start).Seconds(),
+		"handshake_p50_ms": ms(quantile(hs, 0.50)),
+		"handshake_p99_ms": ms(quantile(hs, 0.99)),
+		"handshake_max_ms": ms(quantile(hs, 1)),
 	}
 	if firstErr != nil {
 		connected["error"] = firstErr.Error()
@@ -160,6 +194,20 @@ func run(o options) error {
 			closesMu.Lock()
 			answer = summarize(st, conns, 0, closes)
 			closesMu.Unlock()
+		case f[0] == "hist" && len(f) == 2 && f[1] == "reset":
+			st.lat.reset()
+			st.received.Store(0)
+			answer = map[string]any{"type": "hist", "received": 0}
+		case f[0] == "hist" && len(f) == 1:
+			answer = map[string]any{"type": "hist", "received": st.received.Load(), "lat_us": st.lat.snapshot()}
+		case f[0] == "count" && len(f) == 3:
+			target, err1 := strconv.ParseInt(f[1], 10, 64)
+			ms, err2 := strconv.Atoi(f[2])
+			if err1 != nil || err2 != nil {
+				answer = map[string]string{"type": "error", "error": "bad count: " + sc.Text()}
+				break
+			}
+			answer = map[string]any{"type": "count", "received": waitCount(st, target, time.Duration(ms)*time.Millisecond)}
 		case f[0] == "quit":
 			return nil
 		default:
@@ -184,13 +232,19 @@ func connectAll(o options, u *url.URL) ([]*conn, int, error) {
 		firstErr error                   // guarded by mu
 		wg       sync.WaitGroup
 		sem      = make(chan struct{}, max(o.concurrency, 1))
+		d        = &dialer{host: u.Host, ns: o.namespace, timeout: o.dialTimeout, maxSeq: o.maxSeq, since: o.since}
 	)
+	if o.proto == protoSocketIO {
+		d.sio = newSIOFrames(o.namespace)
+	}
 	for i := range o.n {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			src := net.IPv4(127, 0, 0, byte(firstSrc+(o.ipOffset+i)%numSrc))
+			key := keyOf(o.key, o.keys, o.first, i)
+			uri := requestURI(u, o.proto, key, o.since, o.epoch)
 			var c *conn
 			var err error
 			for attempt := 0; attempt <= o.retries && ctx.Err() == nil; attempt++ {
@@ -200,7 +254,7 @@ func connectAll(o options, u *url.URL) ([]*conn, int, error) {
 					case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
 					}
 				}
-				if c, err = dial(ctx, u, src, o.dialTimeout, o.maxSeq); err == nil {
+				if c, err = d.dial(ctx, uri, key, src); err == nil {
 					break
 				}
 			}
@@ -257,6 +311,27 @@ wait:
 	return a
 }
 
+// waitCount waits until target live messages were received or limit is
+// up, and answers the count.
+func waitCount(st *stats, target int64, limit time.Duration) int64 {
+	deadline := time.Now().Add(limit)
+	for st.received.Load() < target && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond) // polling a counter, bounded by limit
+	}
+	return st.received.Load()
+}
+
+// quantile answers the q-quantile of sorted (nearest rank); 0 when empty.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 // waitClosed waits until no connection is alive or limit is up.
 func waitClosed(st *stats, limit time.Duration) {
 	deadline := time.Now().Add(limit)
@@ -281,6 +356,8 @@ func summarize(st *stats, conns []*conn, last int64, closes map[string]int) map[
 		"alive":       st.alive.Load(),
 		"closes":      closes,
 		"duplicates":  st.duplicates.Load(),
+		"resyncs":     st.resyncs.Load(),
+		"received":    st.received.Load(),
 		"gaps":        st.gaps.Load(),
 		"missing":     missing,
 		"unparsed":    st.unparsed.Load(),

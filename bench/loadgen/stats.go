@@ -7,7 +7,11 @@ type stats struct {
 	duplicates atomic.Int64 // messages with a seq already seen
 	gaps       atomic.Int64 // seqs skipped between two messages
 	unparsed   atomic.Int64 // messages without a readable seq
+	resyncs    atomic.Int64 // native `resync` messages (0 in a good resume)
 	alive      atomic.Int64 // connections whose reader is running
+	received   atomic.Int64 // live messages received, reset by `hist reset`
+
+	lat hist // latency of every received live message with a stamp
 
 	count  []atomic.Int64 // count[seq]: connections that received seq
 	notify chan int64     // gets seq when count[seq] reaches alive
