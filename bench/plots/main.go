@@ -1,12 +1,11 @@
-// Command plots draws push_gateway beside its peers from the results the
-// benchmark commands left under a docs directory:
+// Command plots draws push_gateway beside its peers from the results
+// bench/run left in a docs directory:
 //
 //	go run ./bench/plots                # reads and writes docs/bench
-//	go run ./bench/plots -dir /tmp/x    # <dir>/results.json, <dir>/socketio/results.json
+//	go run ./bench/plots -dir /tmp/x    # reads <dir>/results.json
 //
 // It writes <dir>/cost-per-connection.png, <dir>/latency-vs-n.png and
-// <dir>/peers.md; bench/run and bench/socketio do the same at the end of a
-// run. Either input may be missing; at least one must exist.
+// <dir>/peers.md; bench/run does the same at the end of a run.
 package main
 
 import (
@@ -20,7 +19,7 @@ import (
 )
 
 func main() {
-	dir := flag.String("dir", "docs/bench", "directory holding results.json and socketio/results.json; the plots and peers.md are written there")
+	dir := flag.String("dir", "docs/bench", "directory holding results.json; the plots and peers.md are written there")
 	flag.Parse()
 	if err := peers.Refresh(*dir); err != nil {
 		fmt.Fprintln(os.Stderr, "plots:", err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 )
 
@@ -20,13 +21,39 @@ type loadgen struct {
 	in    io.WriteCloser
 	lines chan []byte // its stdout, a JSON object a line; closed at EOF
 	done  chan struct{}
+	n     int // connections it holds
 }
 
-// startLoadgen runs bin holding n connections to url from source addresses
-// starting at ipOffset.
-func startLoadgen(bin, url string, n, ipOffset, maxSeq int, logf *os.File) (*loadgen, error) {
-	cmd := exec.Command(bin, "-url", url, "-n", fmt.Sprint(n), "-ip-offset", fmt.Sprint(ipOffset),
-		"-max-seq", fmt.Sprint(maxSeq))
+// fleetArgs is what one load generator process is started with.
+type fleetArgs struct {
+	url         string
+	proto       string
+	key         string
+	keys        int // > 1: connection j follows key-<(first+j)%keys>
+	first       int
+	n           int
+	ipOffset    int
+	maxSeq      int
+	concurrency int   // handshakes in flight; 0: the generator's default
+	since       int64 // > 0: resume from since in epoch (native)
+	epoch       string
+}
+
+// startLoadgen runs bin holding a.n connections.
+func startLoadgen(bin string, a fleetArgs, logf *os.File) (*loadgen, error) {
+	args := []string{"-url", a.url, "-proto", a.proto, "-key", a.key, "-n", fmt.Sprint(a.n),
+		"-ip-offset", fmt.Sprint(a.ipOffset), "-max-seq", fmt.Sprint(a.maxSeq)}
+	if a.keys > 1 {
+		args = append(args, "-keys", fmt.Sprint(a.keys), "-first", fmt.Sprint(a.first))
+	}
+	if a.concurrency > 0 {
+		args = append(args, "-concurrency", fmt.Sprint(a.concurrency))
+	}
+	if a.since > 0 {
+		args = append(args, "-since", fmt.Sprint(a.since), "-epoch", a.epoch)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = logf
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -39,7 +66,7 @@ func startLoadgen(bin, url string, n, ipOffset, maxSeq int, logf *os.File) (*loa
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting loadgen: %w", err)
 	}
-	g := &loadgen{cmd: cmd, in: in, lines: make(chan []byte, 4), done: make(chan struct{})}
+	g := &loadgen{n: a.n, cmd: cmd, in: in, lines: make(chan []byte, 4), done: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 16<<20) // latency arrays are long lines
@@ -106,6 +133,8 @@ type connectedMsg struct {
 	Failed    int     `json:"failed"`
 	Seconds   float64 `json:"seconds"`
 	Error     string  `json:"error"`
+	HandP50   float64 `json:"handshake_p50_ms"`
+	HandP99   float64 `json:"handshake_p99_ms"`
 }
 
 // broadcastMsg answers `wait`.
@@ -127,5 +156,21 @@ type summaryMsg struct {
 	Gaps       int64          `json:"gaps"`
 	Missing    int64          `json:"missing"`
 	Unparsed   int64          `json:"unparsed"`
+	Resyncs    int64          `json:"resyncs"`
 	CPUSeconds float64        `json:"cpu_seconds"`
+}
+
+// histMsg answers `hist`: latency buckets as [upper bound µs, count].
+type histMsg struct {
+	Type     string       `json:"type"`
+	Error    string       `json:"error"`
+	Received int64        `json:"received"`
+	LatUS    [][2]float64 `json:"lat_us"`
+}
+
+// countMsg answers `count`.
+type countMsg struct {
+	Type     string `json:"type"`
+	Error    string `json:"error"`
+	Received int64  `json:"received"`
 }

@@ -19,6 +19,7 @@ type Machine struct {
 	MemTotalKB   int64  `json:"mem_total_kb"`
 	Kernel       string `json:"kernel"`
 	GoVersion    string `json:"go_version"`
+	Node         string `json:"node_version,omitempty"`
 	LoadAvgStart string `json:"loadavg_start"`
 	LoadAvgEnd   string `json:"loadavg_end"`
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -19,14 +17,20 @@ import (
 
 // Server names, as they appear in the results.
 const (
-	nameGateway  = "push_gateway"
-	nameBaseline = "baseline"
+	nameGateway    = "push_gateway"
+	nameBaseline   = "baseline"
+	nameGatewaySIO = "push_gateway_socketio"
+	nameSocketIO   = "socketio"
 )
+
+// allServers is every server the command knows, in the order it runs them.
+var allServers = []string{nameGateway, nameBaseline, nameGatewaySIO, nameSocketIO}
 
 // ErrBadFlag is returned for an unusable flag value.
 var ErrBadFlag = benchcmd.ErrBadFlag
 
 type options struct {
+	args       []string // as given, for the report
 	ns         []int
 	out        string
 	servers    []string
@@ -37,8 +41,13 @@ type options struct {
 	wait       time.Duration
 	budget     time.Duration
 	gatewayBin string
-	standIn    bool
-	addModule  bool
+	node       string
+	repeat     int
+	storm      int
+	stormConc  int
+	steadyKeys int
+	steadyRate float64
+	steadyFor  time.Duration
 	keep       bool
 }
 
@@ -47,20 +56,25 @@ func main() {
 }
 
 func parseFlags(args []string) (options, error) {
-	var o options
+	o := options{args: args}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	ns := fs.String("n", "1000,5000,10000,19000", "numbers of idle connections, comma-separated (at most 19500: the server holds them within 20000 open files)")
 	fs.StringVar(&o.out, "out", "", "directory for results.json and results.md; empty: write nothing")
-	servers := fs.String("servers", nameGateway+","+nameBaseline, "servers to measure")
-	fs.IntVar(&o.broadcasts, "broadcasts", 20, "measured broadcasts per server and N")
+	servers := fs.String("servers", strings.Join(allServers, ","), "servers to measure")
+	fs.IntVar(&o.repeat, "repeat", 3, "runs of the whole sweep; the tables show medians over them")
+	fs.IntVar(&o.broadcasts, "broadcasts", 10, "measured broadcasts per server and N")
 	fs.IntVar(&o.warmup, "warmup", 2, "unmeasured broadcasts first")
-	fs.IntVar(&o.burst, "burst", 30, "messages published back to back after the broadcasts (0: none)")
+	fs.IntVar(&o.burst, "burst", 50, "messages published back to back after the broadcasts (0: none)")
+	fs.IntVar(&o.storm, "storm", 5, "messages published while every client is away in the reconnect storm (0: no storm)")
+	fs.IntVar(&o.stormConc, "storm-concurrency", 512, "handshakes in flight per load generator in the reconnect storm")
+	fs.IntVar(&o.steadyKeys, "steady-keys", 100, "keys of the steady load (0: no steady load)")
+	fs.Float64Var(&o.steadyRate, "steady-rate", 300, "publishes per second of the steady load")
+	fs.DurationVar(&o.steadyFor, "steady-for", 10*time.Second, "how long the steady load publishes")
+	fs.StringVar(&o.node, "node", "node", "the node binary for the socket.io reference")
 	fs.IntVar(&o.perProc, "per-proc", 9000, "connections per load generator process at most")
 	fs.DurationVar(&o.wait, "wait", 10*time.Second, "how long a broadcast may take to reach everyone")
-	fs.DurationVar(&o.budget, "budget", 9*time.Minute, "skip the remaining measurements once this is spent")
+	fs.DurationVar(&o.budget, "budget", 80*time.Minute, "skip the remaining measurements once this is spent")
 	fs.StringVar(&o.gatewayBin, "gateway-bin", "", "use this caddy binary instead of building ./cmd/caddy")
-	fs.BoolVar(&o.standIn, "stand-in", false, "run the baseline in the push_gateway slot (to test the runner)")
-	fs.BoolVar(&o.addModule, "add-module", false, "build ./cmd/caddy with a main.go overlay that imports ./module (for while cmd/caddy does not)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (binaries, Caddyfiles, logs)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -73,13 +87,15 @@ func parseFlags(args []string) (options, error) {
 		o.ns = append(o.ns, n)
 	}
 	for _, s := range strings.Split(*servers, ",") {
-		if s = strings.TrimSpace(s); s != nameGateway && s != nameBaseline {
-			return o, fmt.Errorf("%w: -servers %q: want %s or %s", ErrBadFlag, s, nameGateway, nameBaseline)
+		if s = strings.TrimSpace(s); !slices.Contains(allServers, s) {
+			return o, fmt.Errorf("%w: -servers %q: want some of %s", ErrBadFlag, s, strings.Join(allServers, ","))
 		}
 		o.servers = append(o.servers, s)
 	}
-	if o.broadcasts < 1 || o.warmup < 0 || o.burst < 0 || o.burst > 200 || o.perProc < 1 || o.perProc > 19000 {
-		return o, fmt.Errorf("%w: -broadcasts >= 1, -warmup >= 0, -burst in 0..200 (under the gateway's queue of 256), -per-proc in 1..19000", ErrBadFlag)
+	if o.broadcasts < 1 || o.warmup < 0 || o.burst < 0 || o.burst > 200 || o.perProc < 1 || o.perProc > 19000 ||
+		o.repeat < 1 || o.storm < 0 || o.storm > 200 || o.stormConc < 1 || o.steadyKeys < 0 || o.steadyRate <= 0 || o.steadyFor <= 0 {
+		return o, fmt.Errorf("%w: -broadcasts >= 1, -warmup >= 0, -burst and -storm in 0..200 (under the gateway's queue of 256), "+
+			"-per-proc in 1..19000, -repeat >= 1, -storm-concurrency >= 1, -steady-keys >= 0, -steady-rate and -steady-for > 0", ErrBadFlag)
 	}
 	return o, nil
 }
@@ -105,45 +121,62 @@ func run(o options) error {
 		return err
 	}
 	starters := map[string]func(string) (*server, error){
-		nameBaseline: func(name string) (*server, error) { return startBaseline(bins.baseline, dir, name) },
-		nameGateway:  func(name string) (*server, error) { return startCaddy(bins.caddy, dir, name) },
+		nameGateway:    func(name string) (*server, error) { return startCaddy(bins.caddy, dir, name, protoNative) },
+		nameBaseline:   func(name string) (*server, error) { return startBaseline(bins.baseline, dir, name) },
+		nameGatewaySIO: func(name string) (*server, error) { return startCaddy(bins.caddy, dir, name, protoSocketIO) },
 	}
-	if o.standIn {
-		starters[nameGateway] = starters[nameBaseline]
+	if slices.Contains(o.servers, nameSocketIO) {
+		script, err := scriptPath(root)
+		if err != nil {
+			return err
+		}
+		if machine.Node, err = nodeVersion(o.node); err != nil {
+			return err
+		}
+		starters[nameSocketIO] = func(name string) (*server, error) { return startReference(o.node, script, dir, name) }
 	}
 
-	var results []Result
-	run := 0
-	for _, n := range o.ns {
-		for _, s := range o.servers {
-			run++
-			if time.Since(started) > o.budget {
-				log.Printf("%s n=%d: skipped, -budget %s spent", s, n, o.budget)
-				results = append(results, Result{Server: s, N: n, Error: "skipped: budget spent"})
-				continue
+	// The sweep runs -repeat times over; repeats are the outer loop so that
+	// a noisy minute on this shared machine spoils one sample of each
+	// figure rather than three of one.
+	var runs []Result
+	measured := 0
+	for rep := 1; rep <= o.repeat; rep++ {
+		for _, n := range o.ns {
+			for _, s := range o.servers {
+				measured++
+				if time.Since(started) > o.budget {
+					log.Printf("%s n=%d #%d: skipped, -budget %s spent", s, n, rep, o.budget)
+					runs = append(runs, Result{Server: s, N: n, Repeat: rep, Error: "skipped: budget spent"})
+					continue
+				}
+				p := plan{
+					server: s, start: starters[s], n: n, perProc: o.perProc,
+					warmup: o.warmup, broadcasts: o.broadcasts, burst: o.burst, waitLimit: o.wait,
+					storm: o.storm, stormConc: o.stormConc,
+					steadyKeys: o.steadyKeys, steadyRate: o.steadyRate, steadyFor: o.steadyFor,
+					loadgenBin: bins.loadgen, dir: dir, repeat: rep, sourceShift: measured * 31,
+				}
+				key := fmt.Sprintf("bench-%s-%d-%d-%d", s, n, rep, started.Unix())
+				runs = append(runs, measure(p, key, log.Printf))
 			}
-			p := plan{
-				server: s, start: starters[s], n: n, perProc: o.perProc,
-				warmup: o.warmup, broadcasts: o.broadcasts, burst: o.burst, waitLimit: o.wait,
-				loadgenBin: bins.loadgen, dir: dir,
-			}
-			key := fmt.Sprintf("bench-%s-%d-%d", s, n, started.Unix())
-			// Each measurement starts at another source address so that the
-			// previous one's TIME_WAIT sockets are spread thin.
-			results = append(results, measure(p, key, run*31, log.Printf))
 		}
 	}
 	machine.LoadAvgEnd = loadAvg()
 
 	rep := report{
-		Command: "go run ./bench/run " + strings.Join(os.Args[1:], " "),
+		Command: strings.TrimSpace("go run ./bench/run " + strings.Join(o.args, " ")),
 		Started: started.UTC().Format(time.RFC3339),
 		Seconds: time.Since(started).Seconds(),
 		Machine: machine,
-		StandIn: o.standIn,
-		Results: results,
-		Settings: fmt.Sprintf("%d measured broadcasts after %d warm-up, medians shown; then a burst of %d messages published back to back; <= %d connections per load generator process",
-			o.broadcasts, o.warmup, o.burst, o.perProc),
+		Repeat:  o.repeat,
+		Results: medians(runs),
+		Runs:    runs,
+		Settings: fmt.Sprintf("%d runs of the sweep, medians of them shown; in each, %d measured broadcasts after %d warm-up (their medians), "+
+			"a burst of %d messages published back to back, a reconnect storm with %d messages published while the clients are away "+
+			"(%d handshakes in flight per generator), and a steady load of %g publishes/s over %d keys for %s; "+
+			"<= %d connections per load generator process",
+			o.repeat, o.broadcasts, o.warmup, o.burst, o.storm, o.stormConc, o.steadyRate, o.steadyKeys, o.steadyFor, o.perProc),
 	}
 	fmt.Print(rep.markdown())
 	if o.out == "" {
@@ -167,7 +200,7 @@ func build(root, dir string, o options) (binaries, error) {
 		loadgen:  filepath.Join(dir, "loadgen"),
 	}
 	pkgs := map[string]string{b.baseline: "./bench/baseline", b.loadgen: "./bench/loadgen"}
-	needCaddy := !o.standIn && slices.Contains(o.servers, nameGateway)
+	needCaddy := slices.Contains(o.servers, nameGateway) || slices.Contains(o.servers, nameGatewaySIO)
 	if needCaddy && o.gatewayBin != "" {
 		b.caddy = o.gatewayBin
 	} else if needCaddy {
@@ -175,65 +208,12 @@ func build(root, dir string, o options) (binaries, error) {
 	}
 	for out, pkg := range pkgs {
 		start := time.Now()
-		args := []string{"build", "-o", out}
-		if pkg == "./cmd/caddy" && o.addModule {
-			overlay, err := moduleOverlay(root, dir)
-			if err != nil {
-				return b, err
-			}
-			args = append(args, "-overlay", overlay)
-		}
-		cmd := exec.Command("go", append(args, pkg)...)
+		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Dir = root
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			return b, fmt.Errorf("building %s: %w: %s", pkg, err, msg)
 		}
 		log.Printf("built %s in %.0fs", pkg, time.Since(start).Seconds())
 	}
-	if needCaddy {
-		out, err := exec.Command(b.caddy, "list-modules").Output()
-		if err != nil {
-			return b, fmt.Errorf("listing caddy's modules: %w", err)
-		}
-		if !strings.Contains(string(out), "http.handlers.push_gateway") {
-			return b, fmt.Errorf("%w: %s has no http.handlers.push_gateway; "+
-				"import the module in cmd/caddy, or pass -add-module", ErrBadFlag, b.caddy)
-		}
-	}
 	return b, nil
-}
-
-// caddyMain is cmd/caddy/main.go with the module imported.
-const caddyMain = `package main
-
-import (
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-
-	_ "github.com/caddyserver/caddy/v2/modules/standard"
-	_ "github.com/pushgateway/push_gateway/module"
-)
-
-func main() {
-	caddycmd.Main()
-}
-`
-
-// moduleOverlay writes a `go build -overlay` file that replaces
-// cmd/caddy/main.go with caddyMain, leaving the repository untouched.
-func moduleOverlay(root, dir string) (string, error) {
-	mainGo := filepath.Join(dir, "caddy-main.go")
-	if err := os.WriteFile(mainGo, []byte(caddyMain), 0o644); err != nil {
-		return "", fmt.Errorf("writing overlay main: %w", err)
-	}
-	b, err := json.Marshal(map[string]map[string]string{
-		"Replace": {filepath.Join(root, "cmd", "caddy", "main.go"): mainGo},
-	})
-	if err != nil {
-		return "", fmt.Errorf("encoding overlay: %w", err)
-	}
-	overlay := filepath.Join(dir, "overlay.json")
-	if err := os.WriteFile(overlay, b, 0o644); err != nil {
-		return "", fmt.Errorf("writing overlay: %w", err)
-	}
-	return overlay, nil
 }

@@ -15,33 +15,43 @@ var ErrIncomplete = errors.New("not every client connected")
 
 // plan is what one measurement does.
 type plan struct {
-	server     string // "push_gateway" or "baseline"
-	start      func(name string) (*server, error)
-	n          int
-	perProc    int // connections per load generator process
-	warmup     int
-	broadcasts int
-	burst      int           // messages published back to back after the broadcasts
-	waitLimit  time.Duration // per broadcast
-	loadgenBin string
-	dir        string
+	server      string
+	start       func(name string) (*server, error)
+	n           int
+	perProc     int // connections per load generator process
+	warmup      int
+	broadcasts  int
+	burst       int           // messages published back to back after the broadcasts
+	waitLimit   time.Duration // per broadcast
+	storm       int           // messages published while every client is away; 0: no storm
+	stormConc   int           // handshakes in flight per generator during the storm
+	steadyKeys  int           // 0: no steady load
+	steadyRate  float64       // publishes per second
+	steadyFor   time.Duration // publishing window
+	loadgenBin  string
+	dir         string
+	repeat      int
+	sourceShift int // spreads the fleets over the source addresses
 }
 
 // trial is one plan under way: the server, its clients and the result so far.
 type trial struct {
 	plan
-	r    *Result
-	srv  *server
-	gens []*loadgen
-	key  string
-	logf func(string, ...any)
+	r     *Result
+	srv   *server
+	gens  []*loadgen
+	key   string
+	epoch string // of key (native)
+	next  int64  // index of key's next message
+	fleet int    // fleets started so far
+	logf  func(string, ...any)
 }
 
 // measure runs one plan; a failure is recorded in the Result.
-func measure(p plan, key string, ipBase int, logf func(string, ...any)) Result {
-	r := Result{Server: p.server, N: p.n}
-	t := &trial{plan: p, r: &r, key: key, logf: logf}
-	if err := t.run(ipBase); err != nil {
+func measure(p plan, key string, logf func(string, ...any)) Result {
+	r := Result{Server: p.server, N: p.n, Repeat: p.repeat}
+	t := &trial{plan: p, r: &r, key: key, next: 1, logf: logf}
+	if err := t.run(); err != nil {
 		r.Error = err.Error()
 		logf("%s n=%d: %v", p.server, p.n, err)
 	}
@@ -49,19 +59,18 @@ func measure(p plan, key string, ipBase int, logf func(string, ...any)) Result {
 }
 
 // run goes through the phases in order; every wait in them is bounded.
-func (t *trial) run(ipBase int) error {
+func (t *trial) run() error {
 	var err error
-	if t.srv, err = t.start(fmt.Sprintf("%s-%d", t.server, t.n)); err != nil {
+	if t.srv, err = t.start(fmt.Sprintf("%s-%d-%d", t.server, t.n, t.repeat)); err != nil {
 		return err
 	}
 	defer t.srv.Stop()
-	if err := t.srv.waitReady(30 * time.Second); err != nil {
-		return err
+	if t.srv.proto == protoNative {
+		if err := probe(t.srv.client, t.key+"-probe", 5*time.Second); err != nil {
+			return fmt.Errorf("%w; log: %s", err, t.srv.LogTail())
+		}
 	}
-	if err := probe(t.srv.client, t.key+"-probe", 5*time.Second); err != nil {
-		return fmt.Errorf("%w; log: %s", err, t.srv.LogTail())
-	}
-	before, msErr := procstat.GCMemStats(httpClient, t.srv.admin)
+	before, msErr := t.srv.gc()
 	if t.r.RSSBeforeKB, _, err = procstat.SettleRSS(t.srv.Pid(), 500*time.Millisecond, 10*time.Second); err != nil {
 		return err
 	}
@@ -71,12 +80,8 @@ func (t *trial) run(ipBase int) error {
 	}
 	t.r.GoroutinesIdle0 = st.Goroutines
 
-	defer func() {
-		for _, g := range t.gens {
-			g.stop()
-		}
-	}()
-	if err := t.connect(ipBase); err != nil {
+	defer func() { t.stopFleet(false) }()
+	if err := t.connect(); err != nil {
 		return err
 	}
 	if err := t.idle(before, msErr); err != nil {
@@ -90,62 +95,116 @@ func (t *trial) run(ipBase int) error {
 		if last, err = t.runBurst(); err != nil {
 			return fmt.Errorf("burst: %w", err)
 		}
+		if err := t.afterBurst(); err != nil {
+			return fmt.Errorf("after the burst: %w", err)
+		}
 	}
 	if err := t.continuity(last); err != nil {
 		return err
+	}
+	if t.storm > 0 {
+		if err := t.runStorm(); err != nil {
+			return fmt.Errorf("reconnect storm: %w", err)
+		}
+	}
+	if t.steadyKeys > 0 {
+		if err := t.runSteady(); err != nil {
+			return fmt.Errorf("steady load: %w", err)
+		}
 	}
 	// Shutdown with everyone connected: the gateway is to close each
 	// connection with 1001; the baseline just exits.
 	if err := t.shutdown(); err != nil {
 		t.r.ShutdownError = err.Error()
 	}
-	m := t.r.Median
-	t.logf("%s n=%d: p50 %.2fms p99 %.2fms p99.9 %.2fms last %.2fms, %.0f deliveries/s, server %.2fus/delivery, lost %d dup %d; shutdown %.2fs, closes %s",
-		t.server, t.n, m.P50MS, m.P99MS, m.P999MS, m.LastMS, m.DeliveriesPS, t.r.ServerCPUPerDelUS, t.r.Lost, t.r.Duplicates,
-		t.r.ShutdownS, formatCloses(t.r.ShutdownCloses))
+	m, s, y := t.r.Median, t.r.Storm, t.r.Steady
+	t.logf("%s n=%d #%d: broadcast p50 %.2fms p99 %.2fms last %.2fms, %.2fus/delivery; burst %.0f/s; storm %.2fs lost %d; steady p99 %.2fms %.0f/s; shutdown %.2fs, closes %s",
+		t.server, t.n, t.repeat, m.P50MS, m.P99MS, m.LastMS, t.r.ServerCPUPerDelUS, t.r.BurstDelPS, s.Seconds, s.Lost,
+		y.P99MS, y.DelPS, t.r.ShutdownS, formatCloses(t.r.ShutdownCloses))
 	return nil
 }
 
-// connect starts the load generators and waits until each has connected
-// its share of the N clients.
-func (t *trial) connect(ipBase int) error {
-	glog, err := os.Create(filepath.Join(t.dir, fmt.Sprintf("loadgen-%s-%d.log", t.server, t.n)))
+// fleetConnect is how a fleet's connect phase went, over its generators.
+type fleetConnect struct {
+	connected  int
+	seconds    float64 // the slowest generator's
+	handP50    float64 // the slowest generator's median handshake
+	handP99    float64
+	firstError string
+}
+
+// startFleet starts the generators of a fleet of t.n clients (a.n and
+// a.ipOffset are set per generator) and waits until each has connected
+// its share. The fleet becomes t.gens.
+func (t *trial) startFleet(tag string, a fleetArgs) (fleetConnect, error) {
+	var fc fleetConnect
+	t.fleet++
+	glog, err := os.Create(filepath.Join(t.dir, fmt.Sprintf("loadgen-%s-%d-%d-%s.log", t.server, t.n, t.repeat, tag)))
 	if err != nil {
-		return fmt.Errorf("creating loadgen log: %w", err)
+		return fc, fmt.Errorf("creating loadgen log: %w", err)
 	}
 	// The children hold their own descriptor of the log.
 	defer glog.Close()
-	t.r.Procs = (t.n + t.perProc - 1) / t.perProc
-	maxSeq := t.warmup + t.broadcasts + t.burst + 1
-	url := "ws://" + t.srv.client + "/realtime?sdk_key=" + t.key
-	for i := range t.r.Procs {
-		n := t.n / t.r.Procs
-		if i < t.n%t.r.Procs {
+	procs := (t.n + t.perProc - 1) / t.perProc
+	t.r.Procs = procs
+	a.url, a.proto = t.srv.loadgenURL(), t.srv.proto
+	a.maxSeq = t.warmup + t.broadcasts + t.burst + t.storm + 2
+	first := 0
+	for i := range procs {
+		n := t.n / procs
+		if i < t.n%procs {
 			n++
 		}
-		g, err := startLoadgen(t.loadgenBin, url, n, ipBase+i*n, maxSeq, glog)
+		a.n, a.first = n, first
+		// Each fleet starts at other source addresses so that the previous
+		// one's TIME_WAIT sockets are spread thin.
+		a.ipOffset = t.sourceShift + t.fleet*97 + first
+		g, err := startLoadgen(t.loadgenBin, a, glog)
 		if err != nil {
-			return err
+			return fc, err
 		}
 		t.gens = append(t.gens, g)
+		first += n
 	}
-	var firstErr string
 	for _, g := range t.gens {
 		var m connectedMsg
 		if err := g.read(&m, 150*time.Second); err != nil {
-			return err
+			return fc, err
 		}
-		t.r.Connected += m.Connected
-		t.r.ConnectS = max(t.r.ConnectS, m.Seconds)
-		if m.Error != "" && firstErr == "" {
-			firstErr = m.Error
+		fc.connected += m.Connected
+		fc.seconds = max(fc.seconds, m.Seconds)
+		fc.handP50, fc.handP99 = max(fc.handP50, m.HandP50), max(fc.handP99, m.HandP99)
+		if m.Error != "" && fc.firstError == "" {
+			fc.firstError = m.Error
 		}
 	}
-	t.logf("%s n=%d: %d connected in %.1fs", t.server, t.n, t.r.Connected, t.r.ConnectS)
-	if t.r.Connected < t.n {
-		return fmt.Errorf("%w: %d of %d (first error: %s)", ErrIncomplete, t.r.Connected, t.n, firstErr)
+	t.logf("%s n=%d #%d %s: %d connected in %.2fs (handshake p50 %.1fms p99 %.1fms)",
+		t.server, t.n, t.repeat, tag, fc.connected, fc.seconds, fc.handP50, fc.handP99)
+	if fc.connected < t.n {
+		return fc, fmt.Errorf("%w: %s: %d of %d (first error: %s)", ErrIncomplete, tag, fc.connected, t.n, fc.firstError)
 	}
-	return nil
+	return fc, nil
+}
+
+// stopFleet ends the current generators: killed (their connections drop
+// at once) or asked to quit.
+func (t *trial) stopFleet(kill bool) {
+	for _, g := range t.gens {
+		if kill {
+			_ = g.cmd.Process.Kill()
+		}
+	}
+	for _, g := range t.gens {
+		g.stop()
+	}
+	t.gens = nil
+}
+
+// connect starts the first fleet: N clients following t.key.
+func (t *trial) connect() error {
+	fc, err := t.startFleet("idle", fleetArgs{key: t.key})
+	t.r.Connected, t.r.ConnectS = fc.connected, fc.seconds
+	return err
 }
 
 // idle measures memory and CPU with every client connected and silent:
@@ -153,7 +212,7 @@ func (t *trial) connect(ipBase int) error {
 // for RSS to stop moving.
 func (t *trial) idle(before procstat.MemStats, msErr error) error {
 	r := t.r
-	after, err := procstat.GCMemStats(httpClient, t.srv.admin)
+	after, err := t.srv.gc()
 	if msErr = errors.Join(msErr, err); msErr != nil {
 		r.MemStatsError = msErr.Error()
 	} else {
@@ -179,158 +238,63 @@ func (t *trial) idle(before procstat.MemStats, msErr error) error {
 		return err
 	}
 	r.GoroutinesIdleN = st.Goroutines
-	t.logf("%s n=%d: rss %d -> %d KiB (%.0f B/conn, settled %v; Go heap %.0f + stack %.0f B/conn), idle CPU %.1f%%, goroutines %d -> %d, stats connections %d",
-		t.server, t.n, r.RSSBeforeKB, r.RSSAfterKB, r.RSSPerConnBytes, r.RSSSettled, r.HeapPerConn, r.StackPerConn, r.IdleCPUPct,
+	t.logf("%s n=%d #%d: rss %d -> %d KiB (%.0f B/conn, settled %v; Go heap %.0f + stack %.0f B/conn), idle CPU %.1f%%, goroutines %d -> %d, connections %d",
+		t.server, t.n, t.repeat, r.RSSBeforeKB, r.RSSAfterKB, r.RSSPerConnBytes, r.RSSSettled, r.HeapPerConn, r.StackPerConn, r.IdleCPUPct,
 		r.GoroutinesIdle0, r.GoroutinesIdleN, st.Connections.Total)
 	return nil
 }
 
-// broadcastAll runs the warm-up and the measured broadcasts and the CPU
-// accounting around the latter. It answers the last seq published.
-func (t *trial) broadcastAll() (int64, error) {
+// afterBurst reads RSS again once the burst is over: after a GC and
+// settling, as the idle figure was read.
+func (t *trial) afterBurst() error {
 	r := t.r
-	for range t.warmup {
-		if _, err := t.broadcast(); err != nil {
-			return 0, fmt.Errorf("warm-up: %w", err)
-		}
+	if _, err := t.srv.gc(); err != nil {
+		return err
 	}
-	cpu0, err := procstat.CPUSeconds(t.srv.Pid())
-	if err != nil {
-		return 0, err
+	var err error
+	if r.RSSAfterBurstKB, _, err = procstat.SettleRSS(t.srv.Pid(), 500*time.Millisecond, 20*time.Second); err != nil {
+		return err
 	}
-	gcpu0, err := sumCPU(t.gens)
-	if err != nil {
-		return 0, err
+	if r.RSSAfterKB > 0 {
+		r.BurstRSSGrowthPct = float64(r.RSSAfterBurstKB-r.RSSAfterKB) / float64(r.RSSAfterKB) * 100
 	}
-	var last int64
-	for range t.broadcasts {
-		b, err := t.broadcast()
-		if err != nil {
-			return 0, err
-		}
-		r.Broadcasts = append(r.Broadcasts, b)
-		r.Deliveries += b.Received
-		last = b.Seq
-	}
-	cpu1, err := procstat.CPUSeconds(t.srv.Pid())
-	if err != nil {
-		return 0, err
-	}
-	gcpu1, err := sumCPU(t.gens)
-	if err != nil {
-		return 0, err
-	}
-	r.ServerCPUS = cpu1 - cpu0
-	r.LoadgenCPUS = gcpu1 - gcpu0
-	if r.Deliveries > 0 {
-		r.ServerCPUPerDelUS = r.ServerCPUS * 1e6 / float64(r.Deliveries)
-		r.LoadgenCPUPerDelUS = r.LoadgenCPUS * 1e6 / float64(r.Deliveries)
-	}
-	r.Median = medianBroadcast(r.Broadcasts)
-	return last, nil
+	return nil
 }
 
-// broadcast publishes one stamped message and collects every generator's
-// receipt latencies for it.
-func (t *trial) broadcast() (Broadcast, error) {
-	seq, _, took, err := t.srv.publish(t.key)
-	if err != nil {
-		return Broadcast{}, err
-	}
-	b, err := t.collect(seq)
-	if err != nil {
-		return b, err
-	}
-	b.PublishMS = ms(took)
-	// A short pause so that one broadcast's tail never overlaps the next.
-	time.Sleep(50 * time.Millisecond)
-	return b, nil
-}
-
-// runBurst publishes t.burst messages back to back and waits for the last
-// one to reach everyone; per-connection order means the others have too,
-// and any that did not show up as lost in the summary.
-func (t *trial) runBurst() (int64, error) {
-	r := t.r
-	cpu0, err := procstat.CPUSeconds(t.srv.Pid())
-	if err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	var seq int64
-	var stamp time.Time // of the last message
-	for range t.burst {
-		if seq, stamp, _, err = t.srv.publish(t.key); err != nil {
-			return 0, err
-		}
-	}
-	b, err := t.collect(seq)
-	if err != nil {
-		return 0, err
-	}
-	cpu1, err := procstat.CPUSeconds(t.srv.Pid())
-	if err != nil {
-		return 0, err
-	}
-	r.Burst = t.burst
-	// To the last receipt, not to when the runner noticed it.
-	r.BurstS = stamp.Sub(start).Seconds() + b.LastMS/1e3
-	r.BurstDeliveries = int64(t.burst) * b.Received
-	if r.BurstS > 0 {
-		r.BurstDelPS = float64(r.BurstDeliveries) / r.BurstS
-	}
-	if r.BurstDeliveries > 0 {
-		r.BurstCPUPerDelUS = (cpu1 - cpu0) * 1e6 / float64(r.BurstDeliveries)
-	}
-	return seq, nil
-}
-
-// collect asks every generator for seq's latencies and summarizes them.
-func (t *trial) collect(seq int64) (Broadcast, error) {
-	b := Broadcast{Seq: seq}
-	waitMS := int(t.waitLimit / time.Millisecond)
-	for _, g := range t.gens {
-		if err := g.send("wait %d %d", seq, waitMS); err != nil {
-			return b, err
-		}
-	}
-	var lat []int64
-	for _, g := range t.gens {
-		var m broadcastMsg
-		if err := g.read(&m, t.waitLimit+10*time.Second); err != nil {
-			return b, err
-		}
-		if m.Type != "broadcast" {
-			return b, fmt.Errorf("%w: %s", ErrLoadgen, m.Error)
-		}
-		b.Expected += m.Expected
-		b.Received += m.Received
-		lat = append(lat, m.LatNS...)
-	}
-	summarize(&b, lat)
-	return b, nil
-}
-
-// continuity collects lost and duplicated seqs up to last, and closes.
-func (t *trial) continuity(last int64) error {
-	r := t.r
+// summary asks every generator for continuity up to last and adds it up.
+func (t *trial) summary(last int64) (summaryMsg, error) {
+	var sum summaryMsg
 	for _, g := range t.gens {
 		if err := g.send("summary %d", last); err != nil {
-			return err
+			return sum, err
 		}
 		var s summaryMsg
 		if err := g.read(&s, 10*time.Second); err != nil {
-			return err
+			return sum, err
 		}
-		r.Lost += s.Gaps + s.Missing
-		r.Duplicates += s.Duplicates
+		sum.Gaps += s.Gaps
+		sum.Missing += s.Missing
+		sum.Duplicates += s.Duplicates
+		sum.Resyncs += s.Resyncs
+		sum.Alive += s.Alive
 		for code, n := range s.Closes {
-			if r.Closes == nil {
-				r.Closes = map[string]int{}
+			if sum.Closes == nil {
+				sum.Closes = map[string]int{}
 			}
-			r.Closes[code] += n
+			sum.Closes[code] += n
 		}
 	}
+	return sum, nil
+}
+
+// continuity collects lost and duplicated messages up to last, and closes.
+func (t *trial) continuity(last int64) error {
+	r := t.r
+	s, err := t.summary(last)
+	if err != nil {
+		return err
+	}
+	r.Lost, r.Duplicates, r.Closes = s.Gaps+s.Missing, s.Duplicates, s.Closes
 	if st, err := t.srv.stats(); err == nil {
 		r.Dropped = st.Dropped + st.SlowCloses
 	}
@@ -341,6 +305,10 @@ func (t *trial) continuity(last int64) error {
 // how long it took and how the clients saw their connections end.
 func (t *trial) shutdown() error {
 	r := t.r
+	before, err := t.summary(0)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	t.srv.Stop()
 	r.ShutdownS = time.Since(start).Seconds()
@@ -360,7 +328,7 @@ func (t *trial) shutdown() error {
 			closes[code] += n
 		}
 	}
-	for code, n := range r.Closes { // those closed before the shutdown
+	for code, n := range before.Closes { // those closed before the shutdown
 		if closes[code] -= n; closes[code] == 0 {
 			delete(closes, code)
 		}

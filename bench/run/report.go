@@ -16,8 +16,25 @@ type report struct {
 	Seconds  float64  `json:"seconds"`
 	Machine  Machine  `json:"machine"`
 	Settings string   `json:"settings"`
-	StandIn  bool     `json:"stand_in,omitempty"`
-	Results  []Result `json:"results"`
+	Repeat   int      `json:"repeat"`
+	Results  []Result `json:"results"` // medians over the runs, one per server and N
+	Runs     []Result `json:"runs"`    // every run
+}
+
+// displayName is how the tables name a server.
+var displayName = map[string]string{
+	nameGateway:    "push_gateway",
+	nameBaseline:   "baseline (gorilla, goroutines)",
+	nameGatewaySIO: "push_gateway Socket.IO",
+	nameSocketIO:   "socket.io 4.8.4 (node)",
+}
+
+// comparisons are the ratio tables: a server against a peer.
+var comparisons = [][2]string{
+	{nameGateway, nameBaseline},
+	{nameGateway, nameSocketIO},
+	{nameGatewaySIO, nameSocketIO},
+	{nameGatewaySIO, nameBaseline},
 }
 
 // write stores results.json and results.md in dir.
@@ -25,7 +42,7 @@ func (r report) write(dir string) error {
 	return benchreport.WriteFiles(dir, r, []byte(r.markdown()))
 }
 
-// find answers the result of server at n.
+// find answers the median result of server at n.
 func (r report) find(server string, n int) (Result, bool) {
 	for _, x := range r.Results {
 		if x.Server == server && x.N == n {
@@ -35,100 +52,229 @@ func (r report) find(server string, n int) (Result, bool) {
 	return Result{}, false
 }
 
+// table writes a markdown table: one row per result that measured
+// something, the server's name second.
+func (r report) table(b *strings.Builder, head string, keep func(Result) bool, row func(Result) []string) {
+	cols := strings.Split(head, "|")
+	b.WriteString("| N | server | " + head + " |\n|---:|---|" + strings.Repeat("---:|", len(cols)) + "\n")
+	for _, x := range r.Results {
+		if x.Error != "" || !keep(x) {
+			continue
+		}
+		fmt.Fprintf(b, "| %d | %s | %s |\n", x.N, displayName[x.Server], strings.Join(row(x), " | "))
+	}
+	b.WriteString("\n")
+}
+
+func f0(v float64) string { return fmt.Sprintf("%.0f", v) }
+func f1(v float64) string { return fmt.Sprintf("%.1f", v) }
+func f2(v float64) string { return fmt.Sprintf("%.2f", v) }
+func d(v int64) string    { return fmt.Sprint(v) }
+
 // markdown renders the results as the tables docs/bench shows.
 func (r report) markdown() string {
 	var b strings.Builder
 	m := r.Machine
-	fmt.Fprintf(&b, "# push_gateway vs a goroutine-per-connection baseline\n\n")
+	b.WriteString("# push_gateway beside its peers, in one run\n\n")
 	fmt.Fprintf(&b, "Command: `%s` (from the repository root)\n\n", r.Command)
-	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %.1f GiB RAM, Linux %s, %s. Load average %s at start, %s at end (the machine may be shared).\n\n",
-		m.CPUs, m.CPUModel, float64(m.MemTotalKB)/(1<<20), m.Kernel, m.GoVersion, m.LoadAvgStart, m.LoadAvgEnd)
-	fmt.Fprintf(&b, "Run: %s, %.0fs. %s.\n\n", r.Started, r.Seconds, r.Settings)
-	if r.StandIn {
-		b.WriteString("**Stand-in run: the push_gateway column is the baseline binary, not the gateway.**\n\n")
-	}
-	b.WriteString("Server, load generators and publisher run on the same machine; latency is from the publisher's " +
-		"wall-clock stamp (taken just before the publish request) to each client's receipt. " +
-		"RSS per connection is (VmRSS connected and settled − VmRSS before) / N, both read after forcing a GC " +
-		"through the admin endpoint's /debug/pprof/heap?gc=1; Go heap+stack per connection is the change in " +
-		"HeapInuse+StackInuse from the same page. Idle CPU is the server's CPU while the N clients sit connected " +
-		"and silent (during the RSS settle wait, a few seconds; 10 ms clock ticks). " +
-		"CPU per delivery is the process's utime+stime over the measured broadcasts / messages received.\n\n")
+	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %.1f GiB RAM, Linux %s, %s, node %s. Load average %s at start, %s at end (the machine may be shared).\n\n",
+		m.CPUs, m.CPUModel, float64(m.MemTotalKB)/(1<<20), m.Kernel, m.GoVersion, m.Node, m.LoadAvgStart, m.LoadAvgEnd)
+	fmt.Fprintf(&b, "Run: %s, %.0f s. %s.\n\n", r.Started, r.Seconds, r.Settings)
+	b.WriteString("Servers: **push_gateway** (caddy with the module, native WebSocket protocol), **baseline** " +
+		"(gorilla/websocket, a reader and a writer goroutine per connection, ../bench/baseline), **push_gateway Socket.IO** " +
+		"(the same caddy, Engine.IO v4 / Socket.IO v5) and **socket.io 4.8.4 on node** (bench/run/reference.mjs, what " +
+		"FeatureProbe's server does). One server runs at a time; the load generators (bench/loadgen: one epoll loop per " +
+		"process, several processes, source addresses 127.0.0.2–254) and the publisher run on the same machine.\n\n")
+	b.WriteString("How each figure is taken: latency is from the publisher's wall-clock stamp (just before the publish " +
+		"request) to each client's receipt. RSS per connection is (VmRSS with N connected and settled − VmRSS before) / N, " +
+		"both after forcing a GC (Go: /debug/pprof/heap?gc=1 twice; node: global.gc() twice). CPU is the server process's " +
+		"utime+stime around the phase; the load generators' own CPU is reported beside it so that a client-bound figure shows.\n\n")
 
-	b.WriteString("## Results\n\n")
-	b.WriteString("| N | server | connected | RSS/conn (B) | Go heap+stack/conn (B) | goroutines | idle CPU (%) | p50 (ms) | p99 (ms) | p99.9 (ms) | last (ms) | deliveries/s | server CPU (µs/delivery) | loadgen CPU (µs/delivery) | publish call (ms) | lost | dup |\n")
-	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, x := range r.Results {
-		if x.Error != "" && len(x.Broadcasts) == 0 && x.RSSAfterKB == 0 {
-			fmt.Fprintf(&b, "| %d | %s | %d | — | — | — | — | — | — | — | — | — | — | — | — | — | — |\n", x.N, x.Server, x.Connected)
+	b.WriteString("## Idle connections\n\n")
+	r.table(&b, "connected | RSS/conn (B) | Go heap+stack/conn (B) | goroutines | idle CPU (%)",
+		func(x Result) bool { return x.Connected > 0 },
+		func(x Result) []string {
+			heap, gor := "—", "—"
+			if x.MemStatsError == "" && x.Server != nameSocketIO {
+				heap = f0(x.HeapPerConn + x.StackPerConn)
+			}
+			if x.Server != nameSocketIO {
+				gor = fmt.Sprint(x.GoroutinesIdleN)
+			}
+			return []string{fmt.Sprint(x.Connected), f0(x.RSSPerConnBytes), heap, gor, f1(x.IdleCPUPct)}
+		})
+
+	b.WriteString("## Broadcast: one message to all N\n\nMedians over the measured broadcasts, then over the runs.\n\n")
+	r.table(&b, "p50 (ms) | p99 (ms) | p99.9 (ms) | last (ms) | deliveries/s | server CPU (µs/delivery) | loadgen CPU (µs/delivery) | publish call (ms) | lost | dup",
+		func(x Result) bool { return len(x.Broadcasts) > 0 },
+		func(x Result) []string {
+			md := x.Median
+			return []string{f2(md.P50MS), f2(md.P99MS), f2(md.P999MS), f2(md.LastMS), f0(md.DeliveriesPS),
+				f2(x.ServerCPUPerDelUS), f2(x.LoadgenCPUPerDelUS), f2(md.PublishMS), d(x.Lost), d(x.Duplicates)}
+		})
+
+	b.WriteString("## Burst\n\nMessages published back to back (each publish call after the previous one answered), " +
+		"from the first publish to the last receipt of the last message; then RSS again, after a GC, against the idle RSS.\n\n")
+	r.table(&b, "messages | seconds | deliveries/s | server CPU (µs/delivery) | RSS idle (KiB) | RSS after burst (KiB) | growth (%)",
+		func(x Result) bool { return x.Burst > 0 },
+		func(x Result) []string {
+			return []string{fmt.Sprint(x.Burst), fmt.Sprintf("%.3f", x.BurstS), f0(x.BurstDelPS), f2(x.BurstCPUPerDelUS),
+				d(x.RSSAfterKB), d(x.RSSAfterBurstKB), fmt.Sprintf("%+.1f", x.BurstRSSGrowthPct)}
+		})
+
+	b.WriteString("## Reconnect storm\n\nEvery client dropped at once (its load generator killed), messages published while " +
+		"they are away, then all of them reconnect at once. Native clients resume with `since`/`epoch`: lost counts the " +
+		"messages a client never got (the baseline keeps no history, so it cannot resume). Socket.IO has no resume: " +
+		"FeatureProbe's SDKs refetch on the `update \"\"` that answers `register`, so only the reconnect is measured.\n\n")
+	r.table(&b, "clients back | seconds to all registered | connects/s | handshake p50 (ms) | handshake p99 (ms) | missed while away | lost | resyncs",
+		func(x Result) bool { return x.Storm.Connected > 0 },
+		func(x Result) []string {
+			s := x.Storm
+			lost := "no resume"
+			if s.Resumes {
+				lost = d(s.Lost)
+			}
+			return []string{fmt.Sprint(s.Connected), fmt.Sprintf("%.3f", s.Seconds), f0(s.PerS), f1(s.HandshakeP50), f1(s.HandshakeP99),
+				fmt.Sprint(s.Missed), lost, d(s.Resyncs)}
+		})
+
+	b.WriteString("## Steady load\n\nN clients over many keys (client i follows key i mod keys), publishes at a fixed rate " +
+		"round-robin over the keys; every latency of every delivery (log-linear histogram, ≤ 1% error).\n\n")
+	r.table(&b, "keys | publishes/s | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | deliveries/s | server cores | deliveries per core-second | server CPU (µs/delivery) | loadgen CPU (µs/delivery) | publish call p99 (ms)",
+		func(x Result) bool { return x.Steady.Deliveries > 0 },
+		func(x Result) []string {
+			y := x.Steady
+			return []string{fmt.Sprint(y.Keys), f0(y.Rate), f2(y.P50MS), f2(y.P99MS), f2(y.P999MS), f2(y.MaxMS), f0(y.DelPS),
+				f2(y.ServerCores), f0(y.DelPerCoreS), f2(y.CPUPerDelUS), f2(y.LoadgenUS), f2(y.PublishP99)}
+		})
+
+	r.ratios(&b)
+	r.targets(&b)
+
+	b.WriteString("## Shutdown with every client connected\n\n")
+	b.WriteString("SIGINT to the server at the end; what the clients saw, by close code (\"read error\": the socket ended without a close frame).\n\n")
+	r.table(&b, "seconds to exit | closes", func(x Result) bool { return x.ShutdownCloses != nil },
+		func(x Result) []string { return []string{f2(x.ShutdownS), formatCloses(x.ShutdownCloses)} })
+
+	b.WriteString(r.notes())
+	return b.String()
+}
+
+// ratios writes one table per comparison: below 1, the first server costs
+// less (for rates: above 1, it is faster).
+func (r report) ratios(b *strings.Builder) {
+	b.WriteString("## Ratios\n\nEach figure of the first server ÷ the same figure of the peer, from the medians above. " +
+		"Below 1: the first costs less or is quicker; for deliveries/s and connects/s, above 1 is better.\n\n")
+	for _, c := range comparisons {
+		rows := 0
+		var t strings.Builder
+		for _, n := range r.ns() {
+			g, ok1 := r.find(c[0], n)
+			p, ok2 := r.find(c[1], n)
+			if !ok1 || !ok2 || g.Error != "" || p.Error != "" {
+				continue
+			}
+			rows++
+			fmt.Fprintf(&t, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n,
+				ratio(g.RSSPerConnBytes, p.RSSPerConnBytes), ratio(float64(g.GoroutinesIdleN), float64(p.GoroutinesIdleN)),
+				ratio(g.Median.P99MS, p.Median.P99MS), ratio(g.Median.LastMS, p.Median.LastMS),
+				ratio(g.ServerCPUPerDelUS, p.ServerCPUPerDelUS), ratio(g.BurstDelPS, p.BurstDelPS),
+				ratio(g.Storm.PerS, p.Storm.PerS), ratio(g.Steady.P99MS, p.Steady.P99MS), ratio(g.Steady.CPUPerDelUS, p.Steady.CPUPerDelUS))
+		}
+		if rows == 0 {
 			continue
 		}
-		md := x.Median
-		fmt.Fprintf(&b, "| %d | %s | %d | %.0f | %.0f | %d | %.1f | %.2f | %.2f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f | %d | %d |\n",
-			x.N, x.Server, x.Connected, x.RSSPerConnBytes, x.HeapPerConn+x.StackPerConn, x.GoroutinesIdleN, x.IdleCPUPct, md.P50MS, md.P99MS, md.P999MS,
-			md.LastMS, md.DeliveriesPS, x.ServerCPUPerDelUS, x.LoadgenCPUPerDelUS, md.PublishMS, x.Lost, x.Duplicates)
+		fmt.Fprintf(b, "### %s ÷ %s\n\n", displayName[c[0]], displayName[c[1]])
+		b.WriteString("| N | RSS/conn | goroutines | broadcast p99 | broadcast last | broadcast CPU/delivery | burst deliveries/s | storm connects/s | steady p99 | steady CPU/delivery |\n")
+		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString(t.String() + "\n")
 	}
+}
 
-	b.WriteString("\n## Ratios push_gateway / baseline\n\n")
-	b.WriteString("Below 1 means push_gateway uses less (for deliveries/s: above 1 means it is faster).\n\n")
-	b.WriteString("| N | RSS/conn | heap+stack/conn | goroutines | p50 | p99 | p99.9 | last | deliveries/s | server CPU/delivery |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+// targets checks issue 8's targets against push_gateway's figures at the
+// largest N measured.
+func (r report) targets(b *strings.Builder) {
+	ns := r.ns()
+	if len(ns) == 0 {
+		return
+	}
+	n := ns[len(ns)-1]
+	g, ok1 := r.find(nameGateway, n)
+	l, ok2 := r.find(nameBaseline, n)
+	if !ok1 || !ok2 || g.Error != "" || l.Error != "" {
+		return
+	}
+	fmt.Fprintf(b, "## Targets at N = %d (push_gateway, native)\n\n| target | measured | |\n|---|---|---|\n", n)
+	row := func(name, measured string, ok bool) {
+		verdict := "met"
+		if !ok {
+			verdict = "**missed**"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s |\n", name, measured, verdict)
+	}
+	row("RSS per idle connection ≤ 1 KiB", fmt.Sprintf("%.0f B", g.RSSPerConnBytes), g.RSSPerConnBytes <= 1024)
+	row("goroutines flat as N grows", fmt.Sprintf("%d at N = %d", g.GoroutinesIdleN, n), r.goroutinesFlat())
+	row("broadcast CPU/delivery ≤ baseline's", fmt.Sprintf("%.2f vs %.2f µs", g.ServerCPUPerDelUS, l.ServerCPUPerDelUS), g.ServerCPUPerDelUS <= l.ServerCPUPerDelUS)
+	row("broadcast CPU/delivery ≤ 1.2 × bare-server floor (9.5 µs)", fmt.Sprintf("%.2f µs (%.2f ×)", g.ServerCPUPerDelUS, g.ServerCPUPerDelUS/9.5), g.ServerCPUPerDelUS <= 1.2*9.5)
+	row("broadcast p99 ≤ baseline's", fmt.Sprintf("%.1f vs %.1f ms", g.Median.P99MS, l.Median.P99MS), g.Median.P99MS <= l.Median.P99MS)
+	row("broadcast time to last ≤ baseline's", fmt.Sprintf("%.1f vs %.1f ms", g.Median.LastMS, l.Median.LastMS), g.Median.LastMS <= l.Median.LastMS)
+	if g.Burst > 0 {
+		row("burst deliveries/s ≥ 2 × baseline's", fmt.Sprintf("%.0f vs %.0f (%.2f ×)", g.BurstDelPS, l.BurstDelPS, g.BurstDelPS/l.BurstDelPS), g.BurstDelPS >= 2*l.BurstDelPS)
+		row("RSS after the burst within 10% of idle", fmt.Sprintf("%+.1f%%", g.BurstRSSGrowthPct), g.BurstRSSGrowthPct <= 10)
+	}
+	if g.Steady.Deliveries > 0 && l.Steady.Deliveries > 0 {
+		row("steady p99 ≤ baseline's", fmt.Sprintf("%.2f vs %.2f ms", g.Steady.P99MS, l.Steady.P99MS), g.Steady.P99MS <= l.Steady.P99MS)
+		row("steady p99 ≤ 5 ms", fmt.Sprintf("%.2f ms", g.Steady.P99MS), g.Steady.P99MS <= 5)
+	}
+	if g.Storm.Connected > 0 {
+		row("reconnect storm loses nothing", fmt.Sprintf("%d lost, %d resyncs", g.Storm.Lost, g.Storm.Resyncs), g.Storm.Lost == 0 && g.Storm.Resyncs == 0)
+	}
+	b.WriteString("\n")
+}
+
+// goroutinesFlat says whether push_gateway's goroutines stayed within 10
+// of each other at every N.
+func (r report) goroutinesFlat() bool {
+	lo, hi := -1, -1
 	for _, n := range r.ns() {
-		g, ok1 := r.find(nameGateway, n)
-		l, ok2 := r.find(nameBaseline, n)
-		if !ok1 || !ok2 || g.Error != "" || l.Error != "" {
-			continue
-		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n,
-			ratio(g.RSSPerConnBytes, l.RSSPerConnBytes), ratio(g.HeapPerConn+g.StackPerConn, l.HeapPerConn+l.StackPerConn), ratio(float64(g.GoroutinesIdleN), float64(l.GoroutinesIdleN)),
-			ratio(g.Median.P50MS, l.Median.P50MS), ratio(g.Median.P99MS, l.Median.P99MS),
-			ratio(g.Median.P999MS, l.Median.P999MS), ratio(g.Median.LastMS, l.Median.LastMS),
-			ratio(g.Median.DeliveriesPS, l.Median.DeliveriesPS), ratio(g.ServerCPUPerDelUS, l.ServerCPUPerDelUS))
-	}
-
-	b.WriteString("\n## Burst\n\nMessages published back to back (each publish call after the previous one answered), " +
-		"from the first publish to the last receipt of the last message.\n\n")
-	b.WriteString("| N | server | messages | seconds | deliveries/s | server CPU (µs/delivery) |\n|---:|---|---:|---:|---:|---:|\n")
-	for _, x := range r.Results {
-		if x.Burst > 0 {
-			fmt.Fprintf(&b, "| %d | %s | %d | %.3f | %.0f | %.2f |\n", x.N, x.Server, x.Burst, x.BurstS, x.BurstDelPS, x.BurstCPUPerDelUS)
+		if g, ok := r.find(nameGateway, n); ok && g.Error == "" {
+			if lo < 0 || g.GoroutinesIdleN < lo {
+				lo = g.GoroutinesIdleN
+			}
+			hi = max(hi, g.GoroutinesIdleN)
 		}
 	}
+	return lo >= 0 && hi-lo <= 10
+}
 
-	b.WriteString("\n## Shutdown with every client connected\n\n")
-	b.WriteString("SIGINT to the server after the broadcasts; what the clients saw, by close code (\"read error\": the socket ended without a close frame).\n\n")
-	b.WriteString("| N | server | seconds to exit | closes |\n|---:|---|---:|---|\n")
-	for _, x := range r.Results {
-		if x.ShutdownCloses != nil {
-			fmt.Fprintf(&b, "| %d | %s | %.2f | %s |\n", x.N, x.Server, x.ShutdownS, formatCloses(x.ShutdownCloses))
-		}
-	}
-
+// notes lists errors, unexpected closes and unsettled readings of every run.
+func (r report) notes() string {
 	var notes []string
-	for _, x := range r.Results {
+	for _, x := range r.Runs {
+		who := fmt.Sprintf("- %s n=%d run %d", displayName[x.Server], x.N, x.Repeat)
 		if x.Error != "" {
-			notes = append(notes, fmt.Sprintf("- %s n=%d: %s", x.Server, x.N, x.Error))
+			notes = append(notes, fmt.Sprintf("%s: %s", who, x.Error))
 		}
 		if len(x.Closes) > 0 {
-			notes = append(notes, fmt.Sprintf("- %s n=%d: connections closed during the run, by close code: %s", x.Server, x.N, formatCloses(x.Closes)))
+			notes = append(notes, fmt.Sprintf("%s: connections closed during the broadcasts, by close code: %s", who, formatCloses(x.Closes)))
 		}
 		if x.ShutdownError != "" {
-			notes = append(notes, fmt.Sprintf("- %s n=%d: shutdown: %s", x.Server, x.N, x.ShutdownError))
+			notes = append(notes, fmt.Sprintf("%s: shutdown: %s", who, x.ShutdownError))
 		}
-		if x.MemStatsError != "" {
-			notes = append(notes, fmt.Sprintf("- %s n=%d: no Go memory statistics: %s", x.Server, x.N, x.MemStatsError))
+		if x.MemStatsError != "" && x.Server != nameSocketIO {
+			notes = append(notes, fmt.Sprintf("%s: no Go memory statistics: %s", who, x.MemStatsError))
 		}
 		if x.RSSAfterKB > 0 && !x.RSSSettled {
-			notes = append(notes, fmt.Sprintf("- %s n=%d: RSS had not settled within 20s; the last sample is used", x.Server, x.N))
+			notes = append(notes, fmt.Sprintf("%s: RSS had not settled within 20s; the last sample is used", who))
 		}
 		if x.Dropped > 0 {
-			notes = append(notes, fmt.Sprintf("- %s n=%d: the server dropped or closed %d slow followers", x.Server, x.N, x.Dropped))
+			notes = append(notes, fmt.Sprintf("%s: the server dropped or closed %d slow followers", who, x.Dropped))
 		}
 	}
-	if len(notes) > 0 {
-		b.WriteString("\n## Notes\n\n" + strings.Join(notes, "\n") + "\n")
+	if len(notes) == 0 {
+		return ""
 	}
-	return b.String()
+	return "## Notes\n\n" + strings.Join(notes, "\n") + "\n"
 }
 
 // ns answers the distinct N in run order.

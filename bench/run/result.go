@@ -4,6 +4,7 @@ package main
 type Result struct {
 	Server    string  `json:"server"`
 	N         int     `json:"n"`
+	Repeat    int     `json:"repeat,omitempty"` // which run of the sweep, from 1; 0 in medians
 	Connected int     `json:"connected"`
 	ConnectS  float64 `json:"connect_seconds"`
 	Procs     int     `json:"loadgen_processes"`
@@ -36,6 +37,13 @@ type Result struct {
 	BurstDeliveries  int64   `json:"burst_deliveries"`
 	BurstDelPS       float64 `json:"burst_deliveries_per_s"`
 	BurstCPUPerDelUS float64 `json:"burst_server_cpu_us_per_delivery"`
+	// RSS after the burst, after a forced GC and settling, against the
+	// RSS with the N clients idle before it.
+	RSSAfterBurstKB   int64   `json:"rss_after_burst_kb"`
+	BurstRSSGrowthPct float64 `json:"burst_rss_growth_percent"`
+
+	Storm  Storm  `json:"storm"`
+	Steady Steady `json:"steady"`
 
 	Lost       int64          `json:"lost"`
 	Duplicates int64          `json:"duplicates"`
@@ -60,4 +68,40 @@ type Broadcast struct {
 	P999MS       float64 `json:"p999_ms"`
 	LastMS       float64 `json:"last_ms"` // time to the last receipt
 	DeliveriesPS float64 `json:"deliveries_per_s"`
+}
+
+// Storm is every client dropped at once and reconnecting at once, resuming
+// with since/epoch where the protocol has them.
+type Storm struct {
+	Missed       int     `json:"missed"`         // messages published while the clients were away
+	Connected    int     `json:"connected"`      // clients back
+	Seconds      float64 `json:"seconds"`        // from the first dial to the last registration
+	PerS         float64 `json:"connects_per_s"` // Connected / Seconds
+	HandshakeP50 float64 `json:"handshake_p50_ms"`
+	HandshakeP99 float64 `json:"handshake_p99_ms"`
+	Resumes      bool    `json:"resumes"` // the client asked for what it missed (native: since/epoch)
+	Lost         int64   `json:"lost"`    // messages a resuming client never got (must be 0)
+	Duplicates   int64   `json:"duplicates"`
+	Resyncs      int64   `json:"resyncs"`
+}
+
+// Steady is many keys with a fixed publish rate: every message to one key's
+// followers, latency from the publisher's stamp to each receipt.
+type Steady struct {
+	Keys        int     `json:"keys"`
+	Rate        float64 `json:"publishes_per_s"` // asked
+	Seconds     float64 `json:"seconds"`         // the publishing window
+	Publishes   int64   `json:"publishes"`
+	Expected    int64   `json:"expected"` // deliveries the followers were owed
+	Deliveries  int64   `json:"deliveries"`
+	P50MS       float64 `json:"p50_ms"`
+	P99MS       float64 `json:"p99_ms"`
+	P999MS      float64 `json:"p999_ms"`
+	MaxMS       float64 `json:"max_ms"`
+	PublishP99  float64 `json:"publish_call_p99_ms"`
+	DelPS       float64 `json:"deliveries_per_s"`
+	ServerCores float64 `json:"server_cores"` // server CPU seconds / window seconds
+	DelPerCoreS float64 `json:"deliveries_per_core_s"`
+	CPUPerDelUS float64 `json:"server_cpu_us_per_delivery"`
+	LoadgenUS   float64 `json:"loadgen_cpu_us_per_delivery"`
 }

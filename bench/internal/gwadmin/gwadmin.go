@@ -34,25 +34,35 @@ func Stats(c *http.Client, admin string, v any) error {
 	return nil
 }
 
+// Entry is one key's line in a publish answer.
+type Entry struct {
+	Seq   uint64 `json:"seq"`
+	Epoch string `json:"epoch"`
+}
+
 // Publish posts body, one message as JSON, to /push_gateway/publish and
 // answers the seq the server gave it.
 func Publish(c *http.Client, admin, body string) (uint64, error) {
+	e, err := PublishEntry(c, admin, body)
+	return e.Seq, err
+}
+
+// PublishEntry is Publish answering the key's whole entry (seq and epoch).
+func PublishEntry(c *http.Client, admin, body string) (Entry, error) {
 	resp, err := c.Post("http://"+admin+"/push_gateway/publish", "application/json", strings.NewReader(body))
 	if err != nil {
-		return 0, fmt.Errorf("publishing: %w", err)
+		return Entry{}, fmt.Errorf("publishing: %w", err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("publishing: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+		return Entry{}, fmt.Errorf("publishing: %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
 	var ans struct {
-		Published []struct {
-			Seq uint64 `json:"seq"`
-		} `json:"published"`
+		Published []Entry `json:"published"`
 	}
 	if err := json.Unmarshal(b, &ans); err != nil || len(ans.Published) != 1 {
-		return 0, fmt.Errorf("publishing: unexpected answer %q", b)
+		return Entry{}, fmt.Errorf("publishing: unexpected answer %q", b)
 	}
-	return ans.Published[0].Seq, nil
+	return ans.Published[0], nil
 }

@@ -1,10 +1,8 @@
-// Package peers puts push_gateway beside its peers from the results the
-// benchmark commands wrote: docs/bench/results.json (bench/run: native
-// WebSocket against the goroutine-per-connection baseline) and
-// docs/bench/socketio/results.json (bench/socketio: push_gateway's
-// Socket.IO against socket.io on node). It draws the PNG plots and writes
-// peers.md; bench/plots runs it, and bench/run and bench/socketio call
-// Refresh after writing their results so that a rerun refreshes both.
+// Package peers puts push_gateway beside its peers from the results
+// bench/run wrote (docs/bench/results.json: push_gateway native and
+// Socket.IO, the goroutine-per-connection baseline and socket.io on node,
+// in one run). It draws the PNG plots and writes peers.md; bench/plots runs
+// it, and bench/run calls AfterRun after writing its results.
 package peers
 
 import (
@@ -62,6 +60,7 @@ type runFile struct {
 		MemKB int64  `json:"mem_total_kb"`
 		Kern  string `json:"kernel"`
 		Go    string `json:"go_version"`
+		Node  string `json:"node_version"`
 	} `json:"machine"`
 	Results []struct {
 		Server     string  `json:"server"`
@@ -78,75 +77,35 @@ type runFile struct {
 	} `json:"results"`
 }
 
-type sioFile struct {
-	Command string `json:"command"`
-	Started string `json:"started"`
-	Machine struct {
-		CPU  string `json:"cpu"`
-		CPUs int    `json:"cpus"`
-		Kern string `json:"kernel"`
-		Go   string `json:"go"`
-		Node string `json:"node"`
-	} `json:"machine"`
-	Servers []struct {
-		Server     string  `json:"server"`
-		N          int     `json:"n"`
-		Error      string  `json:"error"`
-		RSSPerConn float64 `json:"rss_per_conn_bytes"`
-		Goroutines int     `json:"goroutines_after"`
-		P50        float64 `json:"p50_ms"`
-		P99        float64 `json:"p99_ms"`
-		Last       float64 `json:"time_to_last_ms"`
-		CPUPerDel  float64 `json:"cpu_per_delivery_us"`
-	} `json:"servers"`
-}
-
-// Load reads whichever of root/results.json and root/socketio/results.json
-// exist; results with an error are left out, and a file holding none of
-// the results expected of it (another command's) is not a source.
+// Load reads root/results.json (bench/run's); results with an error are
+// left out.
 func Load(root string) (Data, error) {
 	var d Data
 	var rf runFile
 	path := filepath.Join(root, "results.json")
-	switch ok, err := readJSON(path, &rf); {
-	case err != nil:
+	ok, err := readJSON(path, &rf)
+	if err != nil {
 		return d, err
-	case ok && len(rf.Results) > 0:
-		m := rf.Machine
-		d.Sources = append(d.Sources, Source{File: path, Command: rf.Command, Started: rf.Started,
-			Machine: fmt.Sprintf("%d × %s, %.1f GiB, Linux %s, %s", m.CPUs, m.Model, float64(m.MemKB)/(1<<20), m.Kern, m.Go)})
-		for _, r := range rf.Results {
-			name := map[string]string{"push_gateway": Gateway, "baseline": Baseline}[r.Server]
-			if r.Error != "" || name == "" {
-				continue
-			}
-			d.Points = append(d.Points, Point{Server: name, N: r.N, RSSPerConn: r.RSSPerConn, Goroutines: r.Goroutines,
-				P50: r.Median.P50, P99: r.Median.P99, Last: r.Median.Last, CPUPerDelUS: r.CPUPerDel})
-		}
 	}
-	var sf sioFile
-	path = filepath.Join(root, "socketio", "results.json")
-	switch ok, err := readJSON(path, &sf); {
-	case err != nil:
-		return d, err
-	case ok && len(sf.Servers) > 0:
-		m := sf.Machine
-		d.Sources = append(d.Sources, Source{File: path, Command: sf.Command, Started: sf.Started,
-			Machine: fmt.Sprintf("%d × %s, Linux %s, %s, node %s", m.CPUs, m.CPU, m.Kern, m.Go, m.Node)})
-		for _, r := range sf.Servers {
-			name := map[string]string{"push_gateway": GatewaySIO, "socket.io": SocketIO}[r.Server]
-			if r.Error != "" || name == "" {
-				continue
-			}
-			d.Points = append(d.Points, Point{Server: name, N: r.N, RSSPerConn: r.RSSPerConn, Goroutines: r.Goroutines,
-				P50: r.P50, P99: r.P99, Last: r.Last, CPUPerDelUS: r.CPUPerDel})
-		}
-	}
-	if len(d.Sources) == 0 {
+	if !ok || len(rf.Results) == 0 {
 		return d, fmt.Errorf("%s: %w", root, ErrNoResults)
+	}
+	m := rf.Machine
+	d.Sources = append(d.Sources, Source{File: path, Command: rf.Command, Started: rf.Started,
+		Machine: fmt.Sprintf("%d × %s, %.1f GiB, Linux %s, %s, node %s", m.CPUs, m.Model, float64(m.MemKB)/(1<<20), m.Kern, m.Go, m.Node)})
+	for _, r := range rf.Results {
+		name := byID[r.Server]
+		if r.Error != "" || name == "" {
+			continue
+		}
+		d.Points = append(d.Points, Point{Server: name, N: r.N, RSSPerConn: r.RSSPerConn, Goroutines: r.Goroutines,
+			P50: r.Median.P50, P99: r.Median.P99, Last: r.Median.Last, CPUPerDelUS: r.CPUPerDel})
 	}
 	return d, nil
 }
+
+// byID maps bench/run's server names to the display names.
+var byID = map[string]string{"push_gateway": Gateway, "baseline": Baseline, "push_gateway_socketio": GatewaySIO, "socketio": SocketIO}
 
 // readJSON decodes path into v; false without error when there is no file.
 func readJSON(path string, v any) (bool, error) {

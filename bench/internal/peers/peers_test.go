@@ -11,7 +11,7 @@ import (
 )
 
 const runJSON = `{"command": "go run ./bench/run -out docs/bench", "started": "2026-11-23T13:59:21Z",
- "machine": {"cpus": 2, "cpu_model": "AMD EPYC", "mem_total_kb": 24684084, "kernel": "6.18", "go_version": "go1.26"},
+ "machine": {"cpus": 2, "cpu_model": "AMD EPYC", "mem_total_kb": 24684084, "kernel": "6.18", "go_version": "go1.26", "node_version": "v20"},
  "results": [
   {"server": "push_gateway", "n": 1000, "rss_per_conn_bytes": 1500, "goroutines_connected": 21,
    "median": {"p50_ms": 4, "p99_ms": 8, "last_ms": 9}, "server_cpu_us_per_delivery": 10},
@@ -19,32 +19,19 @@ const runJSON = `{"command": "go run ./bench/run -out docs/bench", "started": "2
    "median": {"p50_ms": 5, "p99_ms": 10, "last_ms": 12}, "server_cpu_us_per_delivery": 15},
   {"server": "push_gateway", "n": 10000, "rss_per_conn_bytes": 1400, "goroutines_connected": 21,
    "median": {"p50_ms": 40, "p99_ms": 70, "last_ms": 72}, "server_cpu_us_per_delivery": 9},
-  {"server": "baseline", "n": 10000, "error": "only 9000 connected"}
+  {"server": "baseline", "n": 10000, "error": "only 9000 connected"},
+  {"server": "push_gateway_socketio", "n": 10000, "rss_per_conn_bytes": 1700, "goroutines_connected": 22,
+   "median": {"p50_ms": 47, "p99_ms": 82, "last_ms": 83}, "server_cpu_us_per_delivery": 9.4},
+  {"server": "socketio", "n": 10000, "rss_per_conn_bytes": 15700,
+   "median": {"p50_ms": 103, "p99_ms": 186, "last_ms": 188}, "server_cpu_us_per_delivery": 17.2}
  ]}`
 
-const sioJSON = `{"command": "go run ./bench/socketio -out docs/bench/socketio", "started": "2026-11-23T15:01:16Z",
- "machine": {"cpu": "AMD EPYC", "cpus": 2, "kernel": "6.18", "go": "go1.26", "node": "v20"},
- "servers": [
-  {"server": "push_gateway", "n": 10000, "rss_per_conn_bytes": 1700, "goroutines_after": 22,
-   "p50_ms": 47, "p99_ms": 82, "time_to_last_ms": 83, "cpu_per_delivery_us": 9.4},
-  {"server": "socket.io", "n": 10000, "rss_per_conn_bytes": 15700,
-   "p50_ms": 103, "p99_ms": 186, "time_to_last_ms": 188, "cpu_per_delivery_us": 17.2}
- ]}`
-
-// writeInputs lays out root like docs/bench with the files asked for.
-func writeInputs(tb testing.TB, run, sio string) string {
+// writeInputs lays out root like docs/bench with results.json, if given.
+func writeInputs(tb testing.TB, run string) string {
 	tb.Helper()
 	root := tb.TempDir()
 	if run != "" {
 		if err := os.WriteFile(filepath.Join(root, "results.json"), []byte(run), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if sio != "" {
-		if err := os.MkdirAll(filepath.Join(root, "socketio"), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, "socketio", "results.json"), []byte(sio), 0o644); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -54,21 +41,19 @@ func writeInputs(tb testing.TB, run, sio string) string {
 func TestLoad(t *testing.T) {
 	tests := []struct {
 		name         string
-		run, sio     string
+		run          string
 		points       int
-		sources      int
 		wantErr      error
 		wantDecodeEr bool
 	}{
-		{name: "both", run: runJSON, sio: sioJSON, points: 5, sources: 2},
-		{name: "run only", run: runJSON, points: 3, sources: 1},
-		{name: "socketio only", sio: sioJSON, points: 2, sources: 1},
-		{name: "neither", wantErr: ErrNoResults},
+		{name: "four servers, one failed", run: runJSON, points: 5},
+		{name: "missing", wantErr: ErrNoResults},
+		{name: "no results", run: `{"results": []}`, wantErr: ErrNoResults},
 		{name: "broken json", run: "{", wantDecodeEr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, err := Load(writeInputs(t, tt.run, tt.sio))
+			d, err := Load(writeInputs(t, tt.run))
 			switch {
 			case tt.wantErr != nil:
 				if !errors.Is(err, tt.wantErr) {
@@ -83,15 +68,15 @@ func TestLoad(t *testing.T) {
 			case err != nil:
 				t.Fatal(err)
 			}
-			if len(d.Points) != tt.points || len(d.Sources) != tt.sources {
-				t.Errorf("%d points from %d sources, want %d from %d", len(d.Points), len(d.Sources), tt.points, tt.sources)
+			if len(d.Points) != tt.points || len(d.Sources) != 1 {
+				t.Errorf("%d points from %d sources, want %d from 1", len(d.Points), len(d.Sources), tt.points)
 			}
 		})
 	}
 }
 
 func TestMarkdown(t *testing.T) {
-	d, err := Load(writeInputs(t, runJSON, sioJSON))
+	d, err := Load(writeInputs(t, runJSON))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +85,7 @@ func TestMarkdown(t *testing.T) {
 		name, want string
 	}{
 		{name: "date", want: "Written 2026-11-23T17:00:00Z"},
-		{name: "commands", want: "`go run ./bench/socketio -out docs/bench/socketio`"},
+		{name: "command", want: "`go run ./bench/run -out docs/bench`"},
 		{name: "machine", want: "2 × AMD EPYC"},
 		{name: "every server at 10k, and the ratios", want: "| 10000 | RSS / idle conn | 1.4 KB | — | 1.7 KB | 15.7 KB | — | 0.09 | 0.11 | — |"},
 		{name: "ratio to the baseline", want: "| 1000 | CPU / delivery | 10.0 µs | 15.0 µs | — | — | 0.67 |"},
@@ -117,7 +102,7 @@ func TestMarkdown(t *testing.T) {
 }
 
 func TestRefresh(t *testing.T) {
-	root := writeInputs(t, runJSON, sioJSON)
+	root := writeInputs(t, runJSON)
 	if err := Refresh(root); err != nil {
 		t.Fatal(err)
 	}
@@ -138,36 +123,19 @@ func TestRefresh(t *testing.T) {
 	}
 }
 
-func TestRootOf(t *testing.T) {
-	tests := []struct{ name, out, want string }{
-		{name: "bench/run's directory", out: "docs/bench", want: "docs/bench"},
-		{name: "bench/socketio's directory", out: "docs/bench/socketio", want: "docs/bench"},
-		{name: "trailing slash", out: "docs/bench/socketio/", want: "docs/bench"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := RootOf(tt.out); got != tt.want {
-				t.Errorf("RootOf(%q) = %q, want %q", tt.out, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestAfterRun(t *testing.T) {
 	tests := []struct {
-		name     string
-		out      func(root string) string
-		socketio bool
-		want     bool // plots written into root
+		name string
+		run  string
+		want bool // plots written
 	}{
-		{name: "bench/run into the root", out: func(root string) string { return root }, want: true},
-		{name: "bench/socketio into root/socketio", out: func(root string) string { return filepath.Join(root, "socketio") }, socketio: true, want: true},
-		{name: "bench/socketio elsewhere", out: func(root string) string { return root }, socketio: true, want: false},
+		{name: "results there", run: runJSON, want: true},
+		{name: "no results: logged, nothing written", want: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			root := writeInputs(t, runJSON, sioJSON)
-			AfterRun(tt.out(root), tt.socketio)
+			root := writeInputs(t, tt.run)
+			AfterRun(root)
 			_, err := os.Stat(filepath.Join(root, CostPlot))
 			if got := err == nil; got != tt.want {
 				t.Errorf("plot written: %v, want %v (stat: %v)", got, tt.want, err)

@@ -39,31 +39,15 @@ func Refresh(root string) error {
 	return nil
 }
 
-// RootOf answers the docs root a command's -out directory belongs to:
-// bench/socketio writes into <root>/socketio, bench/run into <root>.
-func RootOf(out string) string {
-	if filepath.Base(filepath.Clean(out)) == "socketio" {
-		return filepath.Dir(filepath.Clean(out))
-	}
-	return out
-}
-
-// AfterRun is the benchmark commands' hook: once a command has written
-// its results into out, it redraws the plots and peers.md of the docs
-// root out belongs to. bench/socketio's results count only in a directory
-// named socketio (the layout Load reads), so elsewhere it does nothing. A
-// failure is logged, not returned: the results are written already.
-func AfterRun(out string, socketio bool) {
-	if socketio && filepath.Base(filepath.Clean(out)) != "socketio" {
-		log.Printf("plots: %s is not a docs root's socketio directory; run go run ./bench/plots after copying the results there", out)
-		return
-	}
-	root := RootOf(out)
-	if err := Refresh(root); err != nil {
+// AfterRun is bench/run's hook: once it has written its results into
+// out, it redraws the plots and peers.md there. A failure is logged, not
+// returned: the results are written already.
+func AfterRun(out string) {
+	if err := Refresh(out); err != nil {
 		log.Printf("plots: %v", err)
 		return
 	}
-	log.Printf("plots: wrote %s, %s and %s", filepath.Join(root, CostPlot), filepath.Join(root, LatencyPlot), filepath.Join(root, Table))
+	log.Printf("plots: wrote %s, %s and %s", filepath.Join(out, CostPlot), filepath.Join(out, LatencyPlot), filepath.Join(out, Table))
 }
 
 // ns answers every N measured, increasing.
@@ -154,15 +138,15 @@ var ratios = []struct{ a, b, head string }{
 func (d Data) Markdown(now time.Time) string {
 	var b strings.Builder
 	b.WriteString("# push_gateway beside its peers\n\n")
-	fmt.Fprintf(&b, "Written %s by `go run ./bench/plots` (also run at the end of `bench/run` and `bench/socketio`) from:\n\n",
+	fmt.Fprintf(&b, "Written %s by `go run ./bench/plots` (also run at the end of `bench/run`) from:\n\n",
 		now.UTC().Format(time.RFC3339))
 	for _, s := range d.Sources {
 		fmt.Fprintf(&b, "- `%s`: `%s`, started %s, on %s\n", s.File, s.Command, s.Started, s.Machine)
 	}
-	b.WriteString("\nThe native WebSocket pair (push_gateway, baseline) and the Socket.IO pair (push_gateway Socket.IO, socket.io)" +
-		" come from the two runs above, each pair measured in the same run; a ratio across the pairs compares different runs" +
-		" and protocols, so read it as an order of magnitude. Ratios are push_gateway's figure ÷ the peer's: below 1, push_gateway costs less." +
-		" Latencies are medians over the measured broadcasts; — means not measured at that N (goroutines: node has none).\n\n")
+	b.WriteString("\nAll four servers were measured in that one run, one after the other, with the same load generator." +
+		" Ratios are push_gateway's figure ÷ the peer's: below 1, push_gateway costs less." +
+		" Figures are medians over the runs of the sweep (latencies: of the medians over the measured broadcasts);" +
+		" — means not measured at that N (goroutines: node has none). results.md has every table (burst, reconnect storm, steady load).\n\n")
 	b.WriteString("| N | measure |")
 	for _, s := range Servers {
 		fmt.Fprintf(&b, " %s |", s)

@@ -1,11 +1,11 @@
-// The reference server of bench/socketio: socket.io 4.8.4 on node, doing
+// The reference server of bench/run: socket.io 4.8.4 on node, doing
 // what FeatureProbe's own server does. Clients connect to the namespace
 // /realtime at the path /realtime/ (websocket transport, no polling first),
 // emit `register` with {"sdk_key":"K"} (or {"key":"K"}), join the room K and
 // are answered at once with `update ""`. POST /publish {"sdk_key","data"}
 // emits `update <data>` to room K, data passed through unchanged.
 //
-//	node --expose-gc bench/socketio/reference.mjs <port>
+//	node --expose-gc bench/run/reference.mjs <port>
 //
 // GET /stats answers the connected sockets and process.memoryUsage(); GET
 // /gc runs the collector (with --expose-gc) so that the runner reads RSS
