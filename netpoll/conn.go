@@ -29,41 +29,45 @@ type Handler interface {
 //
 // Every idle connection is one of these, so the layout is packed: fields
 // ordered by size, small integers where the range allows, the TLS-only
-// references behind one pointer, and no queue array held while nothing is
-// queued (see outPool). unsafe.Sizeof(Conn{}) is 144 (a malloc size class);
-// TestConnSize keeps it there.
+// references behind one pointer, and everything about queued frames (the
+// queue, its head's age and write offset) in an outQueue that only a
+// connection with frames queued holds (see outPool). unsafe.Sizeof(Conn{})
+// is 96 (a malloc size class); TestConnSize keeps it there.
 type Conn struct {
 	p   *Poller
 	h   Handler
 	tls *tlsConn // non-nil: reads and writes go through crypto/tls
-	fd  int      // plain: our own dup of the socket (see detach); TLS: the socket under tls.nc
 
-	// pending holds the bytes of a half-received message between reads. Only
-	// the running read job touches it.
-	pending []byte
+	// pending holds the bytes of a half-received message between reads,
+	// behind a pointer an idle connection leaves nil (a slice header would
+	// cost every connection 16 more bytes, a size class). Only the running
+	// read job touches it.
+	pending *[]byte
 
-	// out is the write queue: frames, shared and immutable, each with its
-	// message's publish stamp (latency.go). Guarded by mu.
-	out    []queued
-	headAt int64 // the poller's coarse clock when out[0] was queued (lag.go); guarded by mu
+	// out is the write queue, nil while empty. Guarded by mu.
+	out *outQueue
 
 	// Timing wheel links, guarded by the wheel's mutex.
 	tNext, tPrev *Conn
 	tAt          uint64 // absolute tick; 0: not scheduled
 
-	mu           sync.Mutex // guards the fields below
-	woff         int32      // bytes of out[0] already written (a frame is far below 2 GiB)
-	inflight     int16      // frames of out handed to the running write job (≤ maxIovecs)
-	readRunning  bool       // a read job is queued or running
-	readAgain    bool       // new bytes arrived while it ran
-	writeRunning bool       // a write job is queued or running
-	writable     bool       // EPOLLOUT arrived while the write job ran
-	writeBlocked bool       // the socket is full: waiting for EPOLLOUT (or, TLS, the wheel)
-	closing      bool       // CloseWith: flush the last frames, then FIN
-	shutWr       bool       // FIN sent
-	peerEOF      bool       // the peer sent FIN while we were closing
-	closed       bool       // Close: no more work, release when jobs end
-	released     bool       // fd and handler released
+	mu sync.Mutex // guards out and the fields below but fd
+
+	// fd is the descriptor: plain, our own dup of the socket (see detach);
+	// TLS, the socket under tls.nc. Descriptors are below the open-files
+	// limit, far below 2^31; set before Start, then only read.
+	fd int32
+
+	readRunning  bool // a read job is queued or running
+	readAgain    bool // new bytes arrived while it ran
+	writeRunning bool // a write job is queued or running
+	writable     bool // EPOLLOUT arrived while the write job ran
+	writeBlocked bool // the socket is full: waiting for EPOLLOUT (or, TLS, the wheel)
+	closing      bool // CloseWith: flush the last frames, then FIN
+	shutWr       bool // FIN sent
+	peerEOF      bool // the peer sent FIN while we were closing
+	closed       bool // Close: no more work, release when jobs end
+	released     bool // fd and handler released
 }
 
 // tlsConn is what a TLS connection needs beyond a plain one: a plain
@@ -79,31 +83,55 @@ type queued struct {
 	stamp int64 // publish time, Unix ns; 0: none (latency.go)
 }
 
-// outChunk is the capacity of the queue arrays outPool holds: an idle
-// connection holds none; a connection with frames queued takes one, and
-// gives it back when the queue drains. A longer backlog grows its own array
-// by append, dropped when it drains (no backlog-sized array kept while idle).
-const outChunk = 4
-
-var outPool = sync.Pool{New: func() any { return new([outChunk]queued) }}
-
-// pushLocked appends one frame to the queue. The caller holds c.mu.
-func (c *Conn) pushLocked(frame []byte, stamp int64) {
-	if c.out == nil {
-		c.out = outPool.Get().(*[outChunk]queued)[:0]
-	}
-	c.out = append(c.out, queued{frame: frame, stamp: stamp})
+// outQueue is a connection's write queue and its state, held only while
+// frames are queued: frames, shared and immutable, each with its message's
+// publish stamp (latency.go). Guarded by the Conn's mu.
+type outQueue struct {
+	q        []queued // the frames; on arr unless a backlog outgrew it
+	headAt   int64    // the poller's coarse clock when q[0] was queued (lag.go)
+	woff     int32    // bytes of q[0] already written (a frame is far below 2 GiB)
+	inflight int16    // frames of q handed to the running write job (≤ maxIovecs)
+	arr      [outChunk]queued
 }
 
-// dropQueueLocked lets go of the emptied queue's array. The caller holds
-// c.mu and len(c.out) is 0.
-func (c *Conn) dropQueueLocked() {
-	if cap(c.out) == outChunk {
-		a := (*[outChunk]queued)(c.out[:outChunk])
-		clear(a[:])
-		outPool.Put(a)
+// outChunk is the capacity of the queue arrays outPool holds: an idle
+// connection holds no queue; a connection with frames queued takes one, and
+// gives it back when the queue drains. A longer backlog grows its own array
+// by append, dropped with the queue (no backlog-sized array kept while
+// idle).
+const outChunk = 4
+
+var outPool = sync.Pool{New: func() any { return new(outQueue) }}
+
+// queue is the frames queued; nil when none. The caller holds c.mu.
+func (c *Conn) queue() []queued {
+	if c.out == nil {
+		return nil
 	}
+	return c.out.q
+}
+
+// pushLocked appends one frame to the queue, taking one from the pool
+// (stamped now, for lag.go) when there is none. The caller holds c.mu.
+func (c *Conn) pushLocked(frame []byte, stamp int64) {
+	if c.out == nil {
+		c.out = outPool.Get().(*outQueue)
+		c.out.q = c.out.arr[:0]
+		c.out.headAt = c.p.clock.Load()
+	}
+	c.out.q = append(c.out.q, queued{frame: frame, stamp: stamp})
+}
+
+// dropQueueLocked gives the emptied queue back to the pool. The caller
+// holds c.mu, the queue is empty and no write job holds frames of it.
+func (c *Conn) dropQueueLocked() {
+	o := c.out
 	c.out = nil
+	if o == nil {
+		return
+	}
+	*o = outQueue{}
+	outPool.Put(o)
 }
 
 // RemoteAddr is the peer's address.
@@ -111,7 +139,7 @@ func (c *Conn) RemoteAddr() net.Addr {
 	if c.tls != nil {
 		return c.tls.nc.RemoteAddr()
 	}
-	return peerAddr(c.fd)
+	return peerAddr(int(c.fd))
 }
 
 // IsTLS tells whether the connection is encrypted.
@@ -127,7 +155,8 @@ func (c *Conn) Start(buffered []byte) error {
 		return ErrClosed
 	}
 	if len(buffered) > 0 {
-		c.pending = append(make([]byte, 0, len(buffered)), buffered...)
+		b := append(make([]byte, 0, len(buffered)), buffered...)
+		c.pending = &b
 	}
 	c.mu.Lock()
 	c.readRunning = true
@@ -203,12 +232,9 @@ func (c *Conn) EnqueueStamped(frame []byte, limit int, stamp int64) bool {
 		c.mu.Unlock()
 		return true
 	}
-	if limit > 0 && len(c.out) >= limit {
+	if limit > 0 && len(c.queue()) >= limit {
 		c.mu.Unlock()
 		return false
-	}
-	if len(c.out) == 0 {
-		c.headAt = c.p.clock.Load()
 	}
 	c.pushLocked(frame, stamp)
 	c.kickLocked()
@@ -231,7 +257,7 @@ func (c *Conn) kickLocked() {
 func (c *Conn) Queued() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.out)
+	return len(c.queue())
 }
 
 // CloseWith ends the connection gracefully: with dropQueued, frames not yet
@@ -246,18 +272,19 @@ func (c *Conn) CloseWith(frame []byte, dropQueued bool) {
 		return
 	}
 	c.closing = true
-	if dropQueued {
-		keep := int(c.inflight)
-		if keep == 0 && c.woff > 0 {
+	if dropQueued && c.out != nil {
+		o := c.out
+		keep := int(o.inflight)
+		if keep == 0 && o.woff > 0 {
 			keep = 1 // a frame half written must be finished
 		}
-		clear(c.out[keep:])
-		c.out = c.out[:keep]
+		clear(o.q[keep:])
+		o.q = o.q[:keep]
+		if keep == 0 {
+			c.dropQueueLocked()
+		}
 	}
 	if len(frame) > 0 {
-		if len(c.out) == 0 {
-			c.headAt = c.p.clock.Load()
-		}
 		c.pushLocked(frame, 0)
 	}
 	c.p.wheel.schedule(c, c.p.cfg.CloseGrace)
@@ -280,7 +307,7 @@ func (c *Conn) Close() {
 		return
 	}
 	c.closed = true
-	c.out = nil // to the GC, not the pool: rare, and nothing to prove
+	c.out = nil // to the GC, not the pool: a write job may still hold it
 	release := c.releasableLocked()
 	c.mu.Unlock()
 	c.p.wheel.remove(c)
@@ -302,13 +329,13 @@ func (c *Conn) releasableLocked() bool {
 }
 
 func (c *Conn) release() {
-	_ = c.p.ep.del(c.fd)
+	_ = c.p.ep.del(int(c.fd))
 	c.pending = nil
 	listed := c.p.unlist(c) // before the close: the number may be reused at once
 	if c.tls != nil {
 		_ = c.tls.nc.Close()
 	} else {
-		_ = unix.Close(c.fd)
+		_ = unix.Close(int(c.fd))
 	}
 	if listed {
 		c.p.forget()

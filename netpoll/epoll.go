@@ -33,7 +33,7 @@ func newEpoll(onError func(error)) (*epoll, error) {
 
 // add registers c's descriptor.
 func (e *epoll) add(c *Conn) error {
-	return e.ep.Add(c.fd, connEvents, c.onEpollEvent)
+	return e.ep.Add(int(c.fd), connEvents, c.onEpollEvent)
 }
 
 // del removes a descriptor; it must be called before the descriptor is

@@ -49,8 +49,8 @@ func (p *Poller) Backlogs(dst []Backlog) []Backlog {
 			continue
 		}
 		c.mu.Lock()
-		if n := len(c.out); n > 0 && !c.closing && !c.closed {
-			dst = append(dst, Backlog{Conn: c, Frames: n, Age: time.Duration(max(0, now-c.headAt))})
+		if n := len(c.queue()); n > 0 && !c.closing && !c.closed {
+			dst = append(dst, Backlog{Conn: c, Frames: n, Age: time.Duration(max(0, now-c.out.headAt))})
 		}
 		c.mu.Unlock()
 	}
@@ -78,7 +78,7 @@ func (p *Poller) TakeWriteLag() time.Duration {
 func (p *Poller) noteWritten(c *Conn, more bool) {
 	now := p.clock.Load()
 	if !c.closing {
-		lag := now - c.headAt
+		lag := now - c.out.headAt
 		for {
 			old := p.writeLag.Load()
 			if lag <= old || p.writeLag.CompareAndSwap(old, lag) {
@@ -87,6 +87,6 @@ func (p *Poller) noteWritten(c *Conn, more bool) {
 		}
 	}
 	if more {
-		c.headAt = now
+		c.out.headAt = now
 	}
 }

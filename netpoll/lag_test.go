@@ -126,10 +126,10 @@ func BenchmarkBacklogs(b *testing.B) {
 	p := newPoller(b, Config{Workers: 1})
 	frame := []byte("x")
 	for i := range 10000 {
-		c := &Conn{p: p, fd: i} // a made-up descriptor, never used: Backlogs reads only the queue
+		c := &Conn{p: p, fd: int32(i)} // a made-up descriptor, never used: Backlogs reads only the queue
 		p.list(c)
 		if i%10 == 0 {
-			c.out = append(c.out, queued{frame: frame})
+			c.pushLocked(frame, 0)
 		}
 	}
 	b.Cleanup(func() {

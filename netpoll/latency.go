@@ -17,13 +17,14 @@ import "time"
 
 // reportLatencyLocked reports the wait of the oldest stamped frame among
 // the n a write just completed. The caller holds c.mu and has not yet
-// shifted c.out.
+// shifted the queue.
 func (c *Conn) reportLatencyLocked(n int) {
 	f := c.p.cfg.OnLatency
 	if f == nil {
 		return
 	}
-	for _, q := range c.out[:min(n, len(c.out))] {
+	out := c.queue()
+	for _, q := range out[:min(n, len(out))] {
 		if q.stamp != 0 {
 			f(time.Duration(max(0, time.Now().UnixNano()-q.stamp)))
 			return

@@ -116,7 +116,8 @@ func TestLatencyStampsFollowCloseWith(t *testing.T) {
 	})
 	c.CloseWith([]byte("bye\n"), true) // drops what was not started, queues an unstamped frame
 	c.mu.Lock()
-	last := c.out[len(c.out)-1].stamp
+	q := c.queue()
+	last := q[len(q)-1].stamp
 	c.mu.Unlock()
 	if last != 0 {
 		t.Fatalf("the close frame's stamp is %d, want 0", last)

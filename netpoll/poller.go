@@ -147,13 +147,17 @@ func (p *Poller) Add(nc net.Conn, h Handler) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{p: p, fd: fd, h: h}
+	c := &Conn{p: p, fd: int32(fd), h: h}
 	if tc := tlsOf(nc); tc != nil {
 		// crypto/tls reads and writes through the net.Conn: keep it.
 		c.tls = &tlsConn{nc: nc, tc: tc}
-	} else if c.fd, err = detach(raw, nc); err != nil {
-		_ = nc.Close()
-		return nil, err
+	} else {
+		own, err := detach(raw, nc)
+		if err != nil {
+			_ = nc.Close()
+			return nil, err
+		}
+		c.fd = int32(own)
 	}
 	return c, nil
 }
@@ -165,8 +169,8 @@ func (p *Poller) list(c *Conn) bool {
 	if p.isClosed() {
 		return false
 	}
-	if c.fd >= len(p.conns) {
-		p.conns = append(p.conns, make([]*Conn, c.fd+1-len(p.conns))...)
+	if fd := int(c.fd); fd >= len(p.conns) {
+		p.conns = append(p.conns, make([]*Conn, fd+1-len(p.conns))...)
 	}
 	p.conns[c.fd] = c
 	p.count.Add(1)
@@ -203,7 +207,7 @@ func (p *Poller) Close() {
 func (p *Poller) unlist(c *Conn) bool {
 	p.connsMu.Lock()
 	defer p.connsMu.Unlock()
-	if c.fd < 0 || c.fd >= len(p.conns) || p.conns[c.fd] != c {
+	if c.fd < 0 || int(c.fd) >= len(p.conns) || p.conns[c.fd] != c {
 		return false
 	}
 	p.conns[c.fd] = nil

@@ -53,8 +53,11 @@ func (c *Conn) runRead(w *worker) {
 // readOnce drains the socket (up to maxReadAhead bytes) and feeds the
 // handler. It reports whether it stopped early with bytes still waiting.
 func (c *Conn) readOnce() (more bool) {
-	buf, pooled := c.pending, (*[]byte)(nil)
-	if buf == nil {
+	var buf []byte
+	pending, pooled := c.pending, (*[]byte)(nil)
+	if pending != nil {
+		buf = *pending
+	} else {
 		pooled = readPool.Get().(*[]byte)
 		buf = (*pooled)[:0]
 	}
@@ -97,9 +100,16 @@ func (c *Conn) readOnce() (more bool) {
 		// already owned by this connection is compacted in place, so a
 		// client trickling a large frame costs no quadratic copying.
 		if pooled != nil {
-			c.pending = append(make([]byte, 0, len(rest)+readChunk), rest...)
+			b := append(make([]byte, 0, len(rest)+readChunk), rest...)
+			c.pending = &b
 		} else {
-			c.pending = buf[:copy(buf, rest)]
+			// buf is the connection's own: pending's, or grown from the
+			// pool's buffer (then pending is nil and a box is made).
+			if pending == nil {
+				pending = new([]byte)
+			}
+			*pending = buf[:copy(buf, rest)]
+			c.pending = pending
 		}
 	}
 	if pooled != nil {
@@ -118,7 +128,7 @@ func (c *Conn) readOnce() (more bool) {
 // first read of a wake-up.
 func (c *Conn) read(b []byte, first bool) (int, error) {
 	if c.tls == nil {
-		n, err := unix.Read(c.fd, b)
+		n, err := unix.Read(int(c.fd), b)
 		switch {
 		case err == nil && n == 0:
 			return 0, io.EOF
@@ -137,7 +147,7 @@ func (c *Conn) read(b []byte, first bool) (int, error) {
 	// a whole record; when it holds none, serve only records crypto/tls
 	// already buffered.
 	deadline := expired
-	if avail, err := unix.IoctlGetInt(c.fd, unix.TIOCINQ); err == nil && avail > 0 {
+	if avail, err := unix.IoctlGetInt(int(c.fd), unix.TIOCINQ); err == nil && avail > 0 {
 		deadline = time.Now().Add(tlsReadWait)
 	} else if first && err != nil {
 		deadline = time.Now().Add(tlsReadWait)
@@ -158,7 +168,7 @@ func (c *Conn) read(b []byte, first bool) (int, error) {
 // still flushing its last frames may finish; any other is closed.
 func (c *Conn) onPeerEOF() {
 	c.mu.Lock()
-	if c.closing && !c.closed && len(c.out) > 0 {
+	if c.closing && !c.closed && len(c.queue()) > 0 {
 		c.peerEOF = true
 		c.mu.Unlock()
 		return

@@ -25,7 +25,7 @@ func (c *Conn) runWrite(w *worker) {
 			}
 			return
 		}
-		if len(c.out) == 0 {
+		if len(c.queue()) == 0 {
 			c.writeRunning = false
 			if c.closing && !c.shutWr {
 				// The close frame is out: send FIN and wait for the
@@ -33,7 +33,7 @@ func (c *Conn) runWrite(w *worker) {
 				c.shutWr = true
 				peerGone := c.peerEOF
 				c.mu.Unlock()
-				_ = unix.Shutdown(c.fd, unix.SHUT_WR)
+				_ = unix.Shutdown(int(c.fd), unix.SHUT_WR)
 				if peerGone {
 					c.Close()
 				}
@@ -42,20 +42,21 @@ func (c *Conn) runWrite(w *worker) {
 			c.mu.Unlock()
 			return
 		}
-		n := min(len(c.out), maxIovecs)
+		o := c.out
+		n := min(len(o.q), maxIovecs)
 		w.iov = w.iov[:0]
-		for i := range c.out[:n] {
-			w.iov = append(w.iov, c.out[i].frame)
+		for i := range o.q[:n] {
+			w.iov = append(w.iov, o.q[i].frame)
 		}
-		w.iov[0] = w.iov[0][c.woff:]
-		c.inflight = int16(n)
+		w.iov[0] = w.iov[0][o.woff:]
+		o.inflight = int16(n)
 		c.writable = false
 		c.mu.Unlock()
 
 		written, err := c.write(w)
 
 		c.mu.Lock()
-		c.inflight = 0
+		o.inflight = 0 // o, not c.out: Close may have let go of it
 		c.advanceLocked(written)
 		switch {
 		case c.closed:
@@ -86,27 +87,31 @@ func (c *Conn) advanceLocked(written int) {
 	if c.closed {
 		return
 	}
+	o := c.out
+	if o == nil {
+		return
+	}
 	i := 0
-	for i < len(c.out) && written > 0 {
-		left := len(c.out[i].frame) - int(c.woff)
+	for i < len(o.q) && written > 0 {
+		left := len(o.q[i].frame) - int(o.woff)
 		if written < left {
-			c.woff += int32(written)
+			o.woff += int32(written)
 			break
 		}
 		written -= left
-		c.woff = 0
+		o.woff = 0
 		i++
 	}
 	if i == 0 {
 		return
 	}
-	c.p.noteWritten(c, i < len(c.out))
+	c.p.noteWritten(c, i < len(o.q))
 	c.reportLatencyLocked(i) // latency.go
 	// Shift rather than reslice, so the backing array keeps its capacity
 	// while frames keep coming.
-	left := copy(c.out, c.out[i:])
-	clear(c.out[left:])
-	c.out = c.out[:left]
+	left := copy(o.q, o.q[i:])
+	clear(o.q[left:])
+	o.q = o.q[:left]
 	if left == 0 {
 		// An idle connection holds no queue array: a pooled one goes back
 		// (so a steady stream of messages queues without allocating), a
@@ -118,7 +123,7 @@ func (c *Conn) advanceLocked(written int) {
 // write writes w.iov once and reports the bytes written.
 func (c *Conn) write(w *worker) (int, error) {
 	if c.tls == nil {
-		n, err := unix.Writev(c.fd, w.iov)
+		n, err := unix.Writev(int(c.fd), w.iov)
 		if n < 0 {
 			n = 0
 		}
@@ -162,11 +167,11 @@ func (c *Conn) write(w *worker) (int, error) {
 // without waiting: half the send buffer (the kernel doubles SO_SNDBUF for its
 // bookkeeping) less what is still queued, less record overhead.
 func (c *Conn) sendRoom() int {
-	sndbuf, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_SNDBUF)
+	sndbuf, err := unix.GetsockoptInt(int(c.fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
 	if err != nil {
 		return 16 << 10
 	}
-	queued, err := unix.IoctlGetInt(c.fd, unix.SIOCOUTQ)
+	queued, err := unix.IoctlGetInt(int(c.fd), unix.SIOCOUTQ)
 	if err != nil {
 		queued = 0
 	}
