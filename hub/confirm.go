@@ -98,18 +98,25 @@ func (ks *keyState) ackLocked(id ackID, seq uint64) {
 // a later request, which acknowledges through Hub.AckClient. Call it before
 // Follow.
 func (s *Subscription) SetClientID(cid string) {
-	var p *string // nil: none (a pointer, so that subscriptions without one stay small)
+	var p *string // nil: none
 	if cid != "" {
 		p = &cid
 	}
 	s.mu.Lock()
-	s.cid = p
+	// A new subExt, not a write into the old one: ackID reads cid under
+	// shard locks, without s.mu.
+	x := new(subExt)
+	if old := s.ext.Load(); old != nil {
+		x.more = old.more
+	}
+	x.cid = p
+	s.ext.Store(x)
 	s.mu.Unlock()
 }
 
 func (s *Subscription) ackID() ackID {
-	if s.cid != nil {
-		return ackID{cid: *s.cid}
+	if x := s.ext.Load(); x != nil && x.cid != nil {
+		return ackID{cid: *x.cid}
 	}
 	return ackID{sub: s}
 }
@@ -123,7 +130,7 @@ func (s *Subscription) Ack(key string, seq uint64) {
 	if at < 0 {
 		return
 	}
-	ks := s.keys[at].ks
+	ks := s.keyLocked(at).ks
 	sh := s.h.shardFor(key)
 	sh.mu.Lock()
 	if len(ks.waiters) > 0 {

@@ -13,7 +13,7 @@ func TestPerConnectionSizes(t *testing.T) {
 		name      string
 		got, want uintptr
 	}{
-		{name: "Subscription", got: unsafe.Sizeof(Subscription{}), want: 80},
+		{name: "Subscription", got: unsafe.Sizeof(Subscription{}), want: 64},
 		{name: "follower", got: unsafe.Sizeof(follower{}), want: 16},
 		{name: "followRef", got: unsafe.Sizeof(followRef{}), want: 16},
 	}

@@ -19,28 +19,102 @@ type Subscription struct {
 	// Notify, and Close is called on it exactly once.
 	stopped atomic.Bool
 
-	// mu guards the fields below. It is taken before a shard lock, never
-	// while holding one. (Field order and sizes keep the struct at 80
-	// bytes, a malloc size class: every connection holds one.)
-	mu sync.Mutex
-	// keys are the followed keys' refs. A slice, searched linearly: a
-	// connection follows a few keys, and an empty or one-entry map would
-	// cost an idle connection several times the bytes.
-	keys    []*followRef
-	cid     *string // client id for acknowledgements, nil: none; see SetClientID
-	maxKeys int32   // 0: the hub's WithMaxKeysPerConn; negative: unlimited
-	done    bool
+	// mu guards the fields below but subIdx. It is taken before a shard
+	// lock, never while holding one. (Field order and sizes keep the struct
+	// at 64 bytes, a malloc size class: every connection holds one.)
+	mu      sync.Mutex
+	maxKeys int32 // 0: the hub's WithMaxKeysPerConn; negative: unlimited
+	// The followed keys' refs, searched linearly (a connection follows a
+	// few keys; even a one-entry map would cost an idle connection several
+	// times the bytes): one, then ext's more. one is nil when no key is
+	// followed. See the *KeyLocked methods.
+	one *followRef
+	// ext is what few subscriptions need: more keys and a client id. It is
+	// nil until one does; an idle connection following one key has none.
+	ext    atomic.Pointer[subExt]
+	subIdx int32 // index in h.subs, guarded by h.subsMu; -1: not listed
+	done   bool
+}
+
+// subExt is a subscription's rarely used state. more is guarded by the
+// subscription's mu; cid is written once, before the first Follow, and
+// read under shard locks (ackID), so a changed cid comes in a new subExt.
+type subExt struct {
+	more []*followRef // keys after Subscription.one
+	cid  *string      // client id for acknowledgements, nil: none; see SetClientID
+}
+
+// numKeysLocked is how many keys are followed. The caller holds s.mu.
+func (s *Subscription) numKeysLocked() int {
+	if s.one == nil {
+		return 0
+	}
+	n := 1
+	if x := s.ext.Load(); x != nil {
+		n += len(x.more)
+	}
+	return n
+}
+
+// keyLocked is the i-th followed key's ref, i < numKeysLocked(). The
+// caller holds s.mu.
+func (s *Subscription) keyLocked(i int) *followRef {
+	if i == 0 {
+		return s.one
+	}
+	return s.ext.Load().more[i-1]
+}
+
+// setKeyLocked replaces the i-th ref. The caller holds s.mu.
+func (s *Subscription) setKeyLocked(i int, ref *followRef) {
+	if i == 0 {
+		s.one = ref
+		return
+	}
+	s.ext.Load().more[i-1] = ref
+}
+
+// appendKeyLocked adds a ref. The caller holds s.mu.
+func (s *Subscription) appendKeyLocked(ref *followRef) {
+	if s.one == nil {
+		s.one = ref
+		return
+	}
+	x := s.ext.Load()
+	if x == nil {
+		x = new(subExt)
+		s.ext.Store(x)
+	}
+	x.more = append(x.more, ref)
+}
+
+// removeLocked drops the i-th ref: the last takes its place. The caller
+// holds s.mu.
+func (s *Subscription) removeLocked(i int) {
+	last := s.numKeysLocked() - 1
+	if last > 0 {
+		s.setKeyLocked(i, s.keyLocked(last))
+		x := s.ext.Load()
+		x.more[last-1] = nil
+		x.more = x.more[:last-1]
+		if len(x.more) == 0 {
+			x.more = nil
+		}
+		return
+	}
+	s.one = nil
 }
 
 // Subscribe returns a Subscription delivering to f. On a closed hub the
 // subscription is already closed: Follow returns ErrClosed.
 func (h *Hub) Subscribe(f Follower) *Subscription {
-	s := &Subscription{h: h, f: f}
+	s := &Subscription{h: h, f: f, subIdx: -1}
 	h.subsMu.Lock()
 	if h.closed.Load() {
 		s.done = true
 	} else {
-		h.subs[s] = struct{}{}
+		s.subIdx = int32(len(h.subs))
+		h.subs = append(h.subs, s)
 	}
 	h.subsMu.Unlock()
 	return s
@@ -105,13 +179,13 @@ func (s *Subscription) followLocked(key string, since uint64, epoch string, resu
 	var ref *followRef
 	at := s.indexLocked(key)
 	if at >= 0 {
-		ref = s.keys[at]
+		ref = s.keyLocked(at)
 	} else {
 		limit := int(s.maxKeys)
 		if limit == 0 {
 			limit = h.cfg.Load().maxKeysPerConn
 		}
-		if limit > 0 && len(s.keys) >= limit {
+		if limit > 0 && s.numKeysLocked() >= limit {
 			return true, 0, ErrTooManyKeys
 		}
 	}
@@ -131,9 +205,9 @@ func (s *Subscription) followLocked(key string, since uint64, epoch string, resu
 		}
 		ref = ks.addFollowerLocked(s)
 		if at >= 0 {
-			s.keys[at] = ref
+			s.setKeyLocked(at, ref)
 		} else {
-			s.keys = append(s.keys, ref)
+			s.appendKeyLocked(ref)
 		}
 	}
 	if ks.mir != nil && !ks.mir.synced {
@@ -193,28 +267,21 @@ func (s *Subscription) Unfollow(key string) bool {
 	if at < 0 {
 		return false
 	}
-	ref := s.keys[at]
+	ref := s.keyLocked(at)
 	s.removeLocked(at)
 	s.h.detach(ref)
 	return true
 }
 
-// indexLocked returns key's position in s.keys, or -1. The caller holds s.mu.
+// indexLocked returns key's position among the refs, or -1. The caller
+// holds s.mu.
 func (s *Subscription) indexLocked(key string) int {
-	for i, ref := range s.keys {
-		if ref.ks.key == key {
+	for i := range s.numKeysLocked() {
+		if s.keyLocked(i).ks.key == key {
 			return i
 		}
 	}
 	return -1
-}
-
-// removeLocked drops s.keys[i]. The caller holds s.mu.
-func (s *Subscription) removeLocked(i int) {
-	last := len(s.keys) - 1
-	s.keys[i] = s.keys[last]
-	s.keys[last] = nil
-	s.keys = s.keys[:last]
 }
 
 // Close unfollows every key and forgets the subscription. It does not call
@@ -227,22 +294,46 @@ func (s *Subscription) Close() {
 		return
 	}
 	s.done = true
-	for _, ref := range s.keys {
-		s.h.detach(ref)
+	for i := range s.numKeysLocked() {
+		s.h.detach(s.keyLocked(i))
 	}
-	s.keys = nil
-	s.h.subsMu.Lock()
-	delete(s.h.subs, s)
-	s.h.subsMu.Unlock()
+	s.one = nil
+	if x := s.ext.Load(); x != nil {
+		clear(x.more)
+		x.more = nil
+	}
+	s.h.unlistSub(s)
+}
+
+// unlistSub takes s out of h.subs: the last entry takes its place.
+func (h *Hub) unlistSub(s *Subscription) {
+	h.subsMu.Lock()
+	defer h.subsMu.Unlock()
+	i, last := int(s.subIdx), len(h.subs)-1
+	if i < 0 || i > last || h.subs[i] != s {
+		return
+	}
+	if i != last {
+		h.subs[i] = h.subs[last]
+		h.subs[i].subIdx = int32(i)
+	}
+	h.subs[last] = nil
+	h.subs = h.subs[:last]
+	s.subIdx = -1
+	// Give memory back after a mass disconnect.
+	if c := cap(h.subs); c > 64 && len(h.subs) < c/4 {
+		h.subs = append(make([]*Subscription, 0, c/2), h.subs...)
+	}
 }
 
 // Keys returns the keys followed, in no particular order.
 func (s *Subscription) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	keys := make([]string, 0, len(s.keys))
-	for _, ref := range s.keys {
-		keys = append(keys, ref.ks.key)
+	n := s.numKeysLocked()
+	keys := make([]string, 0, n)
+	for i := range n {
+		keys = append(keys, s.keyLocked(i).ks.key)
 	}
 	return keys
 }
@@ -251,14 +342,14 @@ func (s *Subscription) Keys() []string {
 func (s *Subscription) NumKeys() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.keys)
+	return s.numKeysLocked()
 }
 
 // forget drops key from the subscription if it still maps to ref (DropKey,
 // after releasing the shard lock).
 func (s *Subscription) forget(key string, ref *followRef) {
 	s.mu.Lock()
-	if at := s.indexLocked(key); at >= 0 && s.keys[at] == ref {
+	if at := s.indexLocked(key); at >= 0 && s.keyLocked(at) == ref {
 		s.removeLocked(at)
 	}
 	s.mu.Unlock()
