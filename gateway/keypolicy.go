@@ -366,7 +366,7 @@ func (e *Engine) forgetPending(sub *hub.Subscription, key string) { e.kp.pending
 // followChecked is a native register behind the key policy: the verdict
 // is applied inline when known, else by the lookup's goroutine.
 func (s *wsSession) followChecked(key string, since uint64, epoch string, resume bool) {
-	if s.e.kp.cur.Load() == nil { // no policy: no closure to allocate
+	if s.route.e.kp.cur.Load() == nil { // no policy: no closure to allocate
 		s.follow(key, since, epoch, resume)
 		return
 	}
@@ -380,7 +380,7 @@ func (s *wsSession) followChecked(key string, since uint64, epoch string, resume
 			s.fail(protocol.CloseKeyRefused, "key_refused", "sdk_key refused", false)
 		}
 	}
-	s.e.checkFollow(s.sub, key, apply)
+	s.route.e.checkFollow(s.sub, key, apply)
 }
 
 // followChecked is a Socket.IO register behind the key policy. A refused

@@ -189,10 +189,41 @@ type admissionKey struct{}
 // the request (hijacked WebSocket or SSE, a Socket.IO session) keeps it
 // and releases it when the connection ends. The counts go back when both
 // holders let go, exactly once.
+//
+// A connection keeps it for its whole life, so it is packed into 32 bytes
+// (a size class; a netip.Addr field would make it 48): the client IP is
+// held as its 16 bytes and a family, which is all clientAddr's answers (no
+// zone, IPv4 unmapped) need.
 type admission struct {
 	l     *limiter
-	ip    netip.Addr // counted in l.perIP when valid
+	ip16  [16]byte // the counted client IP in 16-byte form; see addr
 	holds atomic.Uint32
+	ipFam uint8 // 0: no IP (not counted in l.perIP), 4 or 6
+}
+
+// setAddr records ip, valid or not, which clientAddr returned.
+func (a *admission) setAddr(ip netip.Addr) {
+	switch {
+	case ip.Is4():
+		a.ipFam = 4
+	case ip.Is6():
+		a.ipFam = 6
+	default:
+		a.ipFam = 0
+		return
+	}
+	a.ip16 = ip.As16()
+}
+
+// addr is the IP setAddr recorded; invalid when none.
+func (a *admission) addr() netip.Addr {
+	switch a.ipFam {
+	case 4:
+		return netip.AddrFrom16(a.ip16).Unmap()
+	case 6:
+		return netip.AddrFrom16(a.ip16)
+	}
+	return netip.Addr{}
 }
 
 const (
@@ -232,20 +263,21 @@ func (e *Engine) admit(w http.ResponseWriter, r *http.Request) (*http.Request, b
 			}
 		}
 	}
-	a := &admission{l: l, ip: clientAddr(r, cfg.clientIP)}
-	if a.ip.IsValid() {
+	a := &admission{l: l}
+	if ip := clientAddr(r, cfg.clientIP); ip.IsValid() {
+		a.setAddr(ip)
 		l.mu.Lock()
-		n := l.perIP[a.ip]
+		n := l.perIP[ip]
 		if cfg.perIP > 0 && n >= cfg.perIP {
 			l.mu.Unlock()
 			e.refuseLimit(w, r, refusedPerIP, http.StatusTooManyRequests, limitsCapRetryAfter(),
-				"too many connections from "+a.ip.String()+": max_connections_per_ip is "+strconv.Itoa(int(cfg.perIP)))
+				"too many connections from "+ip.String()+": max_connections_per_ip is "+strconv.Itoa(int(cfg.perIP)))
 			return nil, false
 		}
 		if l.perIP == nil {
 			l.perIP = make(map[netip.Addr]int32)
 		}
-		l.perIP[a.ip] = n + 1
+		l.perIP[ip] = n + 1
 		l.mu.Unlock()
 	}
 	if n := l.active.Add(1); cfg.maxConns > 0 && n > cfg.maxConns {
@@ -308,14 +340,15 @@ func (a *admission) drop(hold uint32) {
 func (a *admission) free() {
 	l := a.l
 	l.active.Add(-1)
-	if !a.ip.IsValid() {
+	ip := a.addr()
+	if !ip.IsValid() {
 		return
 	}
 	l.mu.Lock()
-	if n := l.perIP[a.ip] - 1; n > 0 {
-		l.perIP[a.ip] = n
+	if n := l.perIP[ip] - 1; n > 0 {
+		l.perIP[ip] = n
 	} else {
-		delete(l.perIP, a.ip)
+		delete(l.perIP, ip)
 	}
 	l.mu.Unlock()
 }

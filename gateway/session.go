@@ -18,8 +18,7 @@ import (
 // reading side and a hub.Follower on the writing side. An idle session is
 // this struct, its Conn and its Subscription: nothing else (I4).
 type wsSession struct {
-	e     *Engine
-	route *Route
+	route *Route // and its Engine, route.e (not kept twice: 8 bytes a class)
 	conn  *netpoll.Conn
 	sub   *hub.Subscription
 
@@ -30,8 +29,9 @@ type wsSession struct {
 
 	rd    wsReader    // frame decoding, touched only by OnRead (one pointer)
 	ended atomic.Bool // a close was decided; later ones are ignored
-	// Size 72, malloc class 80 (TestSessionSize): every idle connection
-	// holds one, so new fields go where they do not cross a class.
+	// Size 64, a malloc size class (TestSessionSize): every idle
+	// connection holds one, so new fields go where they do not cross a
+	// class.
 }
 
 var (
@@ -42,7 +42,7 @@ var (
 // Deliver queues a published message: the frame was encoded once for every
 // follower (I3: never blocks; false marks a slow consumer).
 func (s *wsSession) Deliver(m *hub.Message) bool {
-	return s.conn.EnqueueStamped(m.Encoded(protocol.Native), s.e.queueLimit(s.route.get()), m.LiveStamp())
+	return s.conn.EnqueueStamped(m.Encoded(protocol.Native), s.route.e.queueLimit(s.route.get()), m.LiveStamp())
 }
 
 // Notify queues a registered or resync message.
@@ -56,7 +56,7 @@ func (s *wsSession) Notify(n hub.Notice) bool {
 	default:
 		return true
 	}
-	return s.conn.Enqueue(protocol.TextFrame(nil, payload), s.e.queueLimit(s.route.get()))
+	return s.conn.Enqueue(protocol.TextFrame(nil, payload), s.route.e.queueLimit(s.route.get()))
 }
 
 // Close is the hub telling the session to end.
@@ -80,7 +80,7 @@ func (s *wsSession) fail(code uint16, errCode, msg string, dropQueued bool) {
 	frames := protocol.TextFrame(nil, protocol.AppendError(nil, errCode, msg))
 	frames = append(frames, protocol.CloseFrame(code, errCode)...)
 	s.conn.CloseWith(frames, dropQueued)
-	if ce := s.e.logger.Check(zap.DebugLevel, "closing connection"); ce != nil {
+	if ce := s.route.e.logger.Check(zap.DebugLevel, "closing connection"); ce != nil {
 		ce.Write(zap.Uint16("code", code), zap.String("reason", errCode),
 			zap.Stringer("remote", s.conn.RemoteAddr()))
 	}
@@ -127,7 +127,7 @@ func (s *wsSession) onMessage(op ws.OpCode, msg []byte) {
 	case protocol.TypeRegister:
 		s.followChecked(m.SDKKey, m.Since, m.Epoch, m.HasSince) // key policy first (keypolicy.go)
 	case protocol.TypeUnregister:
-		s.e.forgetPending(s.sub, m.SDKKey)
+		s.route.e.forgetPending(s.sub, m.SDKKey)
 		s.sub.Unfollow(m.SDKKey)
 	case protocol.TypePing:
 		s.reply(pongMessage, s.route.get())
@@ -142,8 +142,8 @@ var pongMessage = protocol.TextFrame(nil, protocol.AppendPong(nil))
 // as messages: a client that sends pings and never reads their answers is a
 // slow consumer, not a way to grow the gateway's memory.
 func (s *wsSession) reply(frame []byte, set *RouteSettings) {
-	if !s.conn.Enqueue(frame, s.e.queueLimit(set)) && !s.ended.Load() {
-		s.e.answersUnread(s)
+	if !s.conn.Enqueue(frame, s.route.e.queueLimit(set)) && !s.ended.Load() {
+		s.route.e.answersUnread(s)
 	}
 }
 
@@ -155,7 +155,7 @@ func (s *wsSession) follow(key string, since uint64, epoch string, resume bool) 
 	case errors.Is(err, hub.ErrTooManyKeys):
 		s.fail(protocol.CloseOverLimit, "too_many_keys", "this connection follows too many keys", false)
 	case errors.Is(err, hub.ErrTooManyFollowers):
-		s.e.keyFull(s) // 4429 (limits.go)
+		s.route.e.keyFull(s) // 4429 (limits.go)
 	case errors.Is(err, hub.ErrBadKey):
 		s.fail(protocol.CloseMalformed, "bad_request", "invalid sdk_key", false)
 	default:
@@ -189,6 +189,6 @@ func (s *wsSession) routeOf() *Route { return s.route }
 // OnClose releases the session's keys.
 func (s *wsSession) OnClose(c *netpoll.Conn) {
 	s.sub.Close()
-	s.e.conns.WebSocket.Add(-1)
+	s.route.e.conns.WebSocket.Add(-1)
 	s.adm.release()
 }

@@ -111,7 +111,7 @@ func (e *Engine) serveWebSocket(w http.ResponseWriter, r *http.Request, route *R
 		return err
 	}
 
-	s := &wsSession{e: e, route: route}
+	s := &wsSession{route: route}
 	c, err := e.poller.Add(nc, s)
 	if err != nil {
 		_ = nc.Close()
