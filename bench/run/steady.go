@@ -28,6 +28,16 @@ func (t *trial) runSteady() error {
 	if _, err := t.startFleet("steady", fleetArgs{key: key, keys: t.steadyKeys}); err != nil {
 		return err
 	}
+	// Steady means after the churn: two fleets just went and one came, and
+	// their handshakes left garbage a collection would otherwise clear in
+	// the middle of the window. Collect and let RSS settle first, as the
+	// idle measurement does.
+	if _, err := t.srv.gc(); err != nil {
+		return err
+	}
+	if _, _, err := procstat.SettleRSS(t.srv.Pid(), 500*time.Millisecond, 20*time.Second); err != nil {
+		return err
+	}
 	for _, g := range t.gens {
 		if err := g.send("hist reset"); err != nil {
 			return err
