@@ -25,9 +25,13 @@ import (
 
 // Transports, as the results name them.
 const (
-	transportWS   = "websocket"
-	transportSSE  = "sse"
-	transportPoll = "poll"
+	transportWS = "websocket"
+	// transportWSTLS is native WebSocket (wss://) over TLS with HTTP/1.1,
+	// as browsers open it: they offer only http/1.1 by ALPN for a
+	// WebSocket, which must be hijacked from an HTTP/1.1 connection.
+	transportWSTLS = "websocket-tls"
+	transportSSE   = "sse"
+	transportPoll  = "poll"
 	// transportSSEH2 is SSE over HTTP/2 (TLS): Go's server runs each
 	// stream's handler in a goroutine of its own, so it cannot hand the
 	// stream to epoll as it does an HTTP/1.1 one.
@@ -71,15 +75,32 @@ type fleet struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	h2Sources atomic.Int64 // round-robin over source addresses
+
+	tlsDesc atomic.Value // string: the first TLS client's version and ALPN protocol
 }
 
+// wsTLSConfig is the websocket-tls clients' TLS: http/1.1 the only
+// protocol offered, as a browser's WebSocket does, and no verification of
+// caddy's internal CA, as for sse-h2. No session cache: every client makes
+// a full handshake, as so many distinct browsers would.
+var wsTLSConfig = &tls.Config{
+	InsecureSkipVerify: true, // caddy's internal CA
+	NextProtos:         []string{"http/1.1"},
+}
+
+// tlsHandshakeTimeout bounds one client's TLS handshake.
+const tlsHandshakeTimeout = 10 * time.Second
+
 // newFleet prepares a fleet; tlsAddr is the gateway's TLS site, used by
-// the sse-h2 transport only.
+// the websocket-tls and sse-h2 transports only.
 func newFleet(transport, key, addr, tlsAddr string, maxSeq, sourceOffset int) *fleet {
 	f := &fleet{
 		transport: transport, key: key, addr: addr,
 		got:          make([]atomic.Int64, maxSeq+1),
 		sourceOffset: sourceOffset,
+	}
+	if transport == transportWSTLS {
+		f.addr = tlsAddr
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	if transport == transportSSEH2 {
@@ -144,7 +165,7 @@ func (f *fleet) open(n int) {
 			}
 			defer conn.Close()
 			switch f.transport {
-			case transportWS:
+			case transportWS, transportWSTLS:
 				err = f.readWS(br)
 			case transportSSE:
 				err = f.readSSE(br)
@@ -189,24 +210,35 @@ func (f *fleet) h2Stream(dialled func(), sem chan struct{}) {
 		f.Fail(fmt.Errorf("%w: sse over h2: %s %s %q", ErrRefused, resp.Proto, resp.Status, body))
 		return
 	}
+	if resp.TLS != nil {
+		f.noteTLS(*resp.TLS)
+	}
 	f.ready.Add(1)
 	if err := f.readSSE(bufio.NewReaderSize(resp.Body, 4096)); err != nil {
 		f.Fail(err)
 	}
 }
 
-// connect dials and sends the transport's first request; for WebSocket and
-// SSE it also reads the answer's head.
+// connect dials (websocket-tls: and makes the TLS handshake) and sends the
+// transport's first request; for WebSocket and SSE it also reads the
+// answer's head.
 func (f *fleet) connect(i int) (net.Conn, *bufio.Reader, error) {
 	conn, err := f.Dial(f.addr, f.sourceOffset+i)
 	if err != nil {
 		return nil, nil, err
 	}
+	if f.transport == transportWSTLS {
+		// The fleet keeps the TCP connection, whose closing ends the
+		// client at the run's end.
+		if conn, err = f.handshake(conn); err != nil {
+			return nil, nil, err
+		}
+	}
 	br := bufio.NewReaderSize(conn, 4096)
 	q := url.Values{"sdk_key": {f.key}}
 	var head string
 	switch f.transport {
-	case transportWS:
+	case transportWS, transportWSTLS:
 		var nonce [16]byte
 		_, _ = rand.Read(nonce[:])
 		head = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " +
@@ -224,7 +256,7 @@ func (f *fleet) connect(i int) (net.Conn, *bufio.Reader, error) {
 		return nil, nil, err
 	}
 	switch f.transport {
-	case transportWS:
+	case transportWS, transportWSTLS:
 		if err := expectHead(br, http.StatusSwitchingProtocols); err != nil {
 			conn.Close()
 			return nil, nil, err
@@ -239,6 +271,40 @@ func (f *fleet) connect(i int) (net.Conn, *bufio.Reader, error) {
 		f.ready.Add(1)
 	}
 	return conn, br, nil
+}
+
+// handshake makes a websocket-tls client's TLS handshake on conn and
+// checks that the gateway agreed to HTTP/1.1, without which it could not
+// upgrade the connection.
+func (f *fleet) handshake(conn net.Conn) (net.Conn, error) {
+	tc := tls.Client(conn, wsTLSConfig)
+	ctx, cancel := context.WithTimeout(f.ctx, tlsHandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	st := tc.ConnectionState()
+	if st.NegotiatedProtocol != "http/1.1" {
+		conn.Close()
+		return nil, fmt.Errorf("%w: ALPN protocol %q, want http/1.1", ErrRefused, st.NegotiatedProtocol)
+	}
+	f.noteTLS(st)
+	return tc, nil
+}
+
+// noteTLS keeps the first client's TLS version and ALPN protocol for the
+// results.
+func (f *fleet) noteTLS(st tls.ConnectionState) {
+	if f.tlsDesc.Load() == nil {
+		f.tlsDesc.CompareAndSwap(nil, tls.VersionName(st.Version)+", "+st.NegotiatedProtocol)
+	}
+}
+
+// tlsInfo answers what noteTLS kept; "" for a plain transport.
+func (f *fleet) tlsInfo() string {
+	s, _ := f.tlsDesc.Load().(string)
+	return s
 }
 
 func (f *fleet) writeGet(conn net.Conn, q url.Values, head string) error {

@@ -4,8 +4,11 @@
 //	go run ./bench/transports -out /tmp/transports
 //
 // It builds caddy from ./cmd/caddy (or takes -gateway-bin) and measures, in
-// turn: native WebSocket, Server-Sent Events over HTTP/1.1, long poll, and
-// SSE over HTTP/2 on a TLS site (tls internal), where Go's server needs a
+// turn: native WebSocket; the same over TLS (websocket-tls: wss:// with
+// HTTP/1.1 by ALPN, as browsers open it, on a TLS site with tls internal,
+// whose certificate the clients do not verify), where the gateway keeps
+// crypto/tls state per connection; Server-Sent Events over HTTP/1.1; long
+// poll; and SSE over HTTP/2 on the TLS site, where Go's server needs a
 // goroutine per stream. Each transport gets a caddy process of its own,
 // started with a generated Caddyfile (heartbeat 1h, so that no heartbeat
 // falls inside a measurement): heap pages freed by an earlier transport
@@ -27,6 +30,11 @@
 //  5. reads caddy's utime+stime around the measured publishes: server CPU
 //     per delivery (publish handling and, for long poll, the re-polls
 //     included, since they are what delivery costs on that transport).
+//
+// With -heap-profiles DIR, caddy's heap profile is also saved before and
+// after each transport's idle clients, for
+// go tool pprof -sample_index=inuse_space -top -diff_base=DIR/T-before.pb.gz DIR/T-after.pb.gz
+// (a diagnosis run: fetching the profiles moves the published figures).
 //
 // Clients run in this process, one goroutine each, spread over source
 // addresses 127.0.0.2–254; the open-files limit is raised first. Results go

@@ -27,6 +27,7 @@ type options struct {
 	gatewayBin string
 	deliver    time.Duration
 	keep       bool
+	profiles   string
 }
 
 func main() {
@@ -36,19 +37,20 @@ func main() {
 func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("transports", flag.ContinueOnError)
-	fs.IntVar(&o.n, "n", 2000, "idle clients per transport (all transports stay open together: 3n sockets on each side)")
+	fs.IntVar(&o.n, "n", 2000, "idle clients per transport (one transport at a time: n sockets on each side)")
 	fs.IntVar(&o.publishes, "publishes", 20, "measured publishes per transport")
 	fs.IntVar(&o.warmup, "warmup", 2, "unmeasured publishes first")
-	tr := fs.String("transports", strings.Join([]string{transportWS, transportSSE, transportPoll, transportSSEH2}, ","), "transports to measure, in order")
+	tr := fs.String("transports", strings.Join([]string{transportWS, transportWSTLS, transportSSE, transportPoll, transportSSEH2}, ","), "transports to measure, in order")
 	fs.StringVar(&o.out, "out", "", "directory for results.json and results.md; empty: stdout only")
 	fs.StringVar(&o.gatewayBin, "gateway-bin", "", "use this caddy binary instead of building ./cmd/caddy")
 	fs.DurationVar(&o.deliver, "deliver", 10*time.Second, "how long one publish may take to reach every client")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, Caddyfile, log)")
+	fs.StringVar(&o.profiles, "heap-profiles", "", "directory for caddy's heap profiles before and after each transport's idle clients (a diagnosis run: fetching them moves the figures)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	// 3n client sockets here and 3n in caddy, each under the 20,000 open
-	// files a process may hold on this machine.
+	// n client sockets here and n in caddy (one transport at a time), each
+	// well under the 20,000 open files a process may hold on this machine.
 	if o.n < 1 || o.n > 6000 {
 		return o, fmt.Errorf("%w: -n %d: want 1..6000", ErrBadFlag, o.n)
 	}
@@ -57,10 +59,11 @@ func parseFlags(args []string) (options, error) {
 	}
 	for _, t := range strings.Split(*tr, ",") {
 		switch t = strings.TrimSpace(t); t {
-		case transportWS, transportSSE, transportPoll, transportSSEH2:
+		case transportWS, transportWSTLS, transportSSE, transportPoll, transportSSEH2:
 			o.transports = append(o.transports, t)
 		default:
-			return o, fmt.Errorf("%w: -transports %q: want %s, %s, %s or %s", ErrBadFlag, t, transportWS, transportSSE, transportPoll, transportSSEH2)
+			return o, fmt.Errorf("%w: -transports %q: want %s, %s, %s, %s or %s", ErrBadFlag, t,
+				transportWS, transportWSTLS, transportSSE, transportPoll, transportSSEH2)
 		}
 	}
 	return o, nil
@@ -98,7 +101,7 @@ func run(o options) error {
 // that an earlier transport's clients or deliveries freed would otherwise
 // be reused by the next one's connections and hide part of their RSS.
 func runTransport(bin, dir, transport string, sourceOffset int, o options) (TransportResult, error) {
-	srv, err := startCaddy(bin, filepath.Join(dir, transport), transport == transportSSEH2)
+	srv, err := startCaddy(bin, filepath.Join(dir, transport), transport == transportWSTLS || transport == transportSSEH2)
 	if err != nil {
 		return TransportResult{}, err
 	}
@@ -157,6 +160,9 @@ func (s *server) snapshot() (snapshot, error) {
 
 // idleCost opens the fleet and divides what caddy grew by its size.
 func idleCost(srv *server, f *fleet, o options, r *TransportResult) error {
+	if err := srv.heapProfile(o.profiles, f.transport+"-before.pb.gz"); err != nil {
+		return err
+	}
 	before, err := srv.snapshot()
 	if err != nil {
 		return err
@@ -184,6 +190,10 @@ func idleCost(srv *server, f *fleet, o options, r *TransportResult) error {
 	if err != nil {
 		return err
 	}
+	if err := srv.heapProfile(o.profiles, f.transport+"-after.pb.gz"); err != nil {
+		return err
+	}
+	r.TLS = f.tlsInfo()
 	n := float64(o.n)
 	r.RSSBeforeKB, r.RSSAfterKB = before.rssKB, after.rssKB
 	r.RSSPerConnBytes = float64(after.rssKB-before.rssKB) * 1024 / n

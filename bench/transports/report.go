@@ -24,7 +24,8 @@ type Results struct {
 type TransportResult struct {
 	Transport             string  `json:"transport"`
 	N                     int     `json:"n"`
-	TCPConns              int     `json:"tcp_conns"` // connections carrying the N clients (sse-h2: a few)
+	TCPConns              int     `json:"tcp_conns"`     // connections carrying the N clients (sse-h2: a few)
+	TLS                   string  `json:"tls,omitempty"` // TLS version and ALPN protocol the clients got; "" for plain HTTP
 	ConnectSeconds        float64 `json:"connect_seconds"`
 	RSSBeforeKB           int64   `json:"rss_before_kb"`
 	RSSAfterKB            int64   `json:"rss_after_kb"`
@@ -67,9 +68,36 @@ func (r Results) markdown() []byte {
 			t.Transport, t.TCPConns, t.RSSPerConnBytes/1000, t.HeapStackPerConnBytes/1000, t.GoroutinesPerConn,
 			t.P50Ms, t.P99Ms, t.MaxMs, t.CPUPerDeliveryUs)
 	}
-	b.WriteString("\nKB = 1,000 bytes. VmRSS excludes the kernel's socket buffers. websocket, sse and poll run on plain HTTP/1.1 " +
-		"(one TCP connection per client); sse-h2 runs over TLS with HTTP/2, its streams multiplexed on the TCP connections shown.\n")
+	fmt.Fprintf(&b, "\nKB = 1,000 bytes. VmRSS excludes the kernel's socket buffers. websocket, sse and poll run on plain HTTP/1.1 "+
+		"(one TCP connection per client). websocket-tls is the same native WebSocket as wss:// on caddy's `tls internal` site "+
+		"(%s: a browser's WebSocket offers only http/1.1 by ALPN), one TCP connection per client; sse-h2 runs on that site (%s), "+
+		"its streams multiplexed on the TCP connections shown.\n",
+		r.tlsOf(transportWSTLS, "TLS, http/1.1"), r.tlsOf(transportSSEH2, "TLS, h2"))
+	b.WriteString("\n" + tlsRowNote + "\n")
 	return b.Bytes()
+}
+
+// tlsRowNote says what the websocket-tls row adds to the websocket one
+// (netpoll: Poller.Add, Conn.read) and where go1.26's heap profiles of this
+// command (-heap-profiles) found it.
+const tlsRowNote = "The websocket-tls row includes what a TLS connection keeps beyond a plain one: the server's crypto/tls state " +
+	"and the TCP connection under it. The gateway takes a plain socket away from Go's runtime (it keeps a dup of the descriptor " +
+	"and closes the net.Conn), but a TLS one must stay under its *tls.Conn: netpoll watches the raw descriptor of the socket " +
+	"on its own epoll and, when a record arrives, reads through the tls.Conn under a short deadline, so the socket also keeps " +
+	"its netFD and Go runtime poll descriptor. Like a plain one, an idle TLS connection has no goroutine. " +
+	"Heap profiles (-heap-profiles, go1.26) place the difference in crypto/tls: the *tls.Conn (896 B), the AES-GCM states " +
+	"of the two application traffic keys (896 B each), and two buffers the handshake grew and the connection keeps for its life: " +
+	"the handshake buffer that held the ClientHello (1.5 KB, most of it the X25519MLKEM768 key share) and the raw-input buffer (2 KB)."
+
+// tlsOf answers the TLS version and ALPN protocol the clients of transport
+// got, or def when the run has none.
+func (r Results) tlsOf(transport, def string) string {
+	for _, t := range r.Transports {
+		if t.Transport == transport && t.TLS != "" {
+			return t.TLS
+		}
+	}
+	return def
 }
 
 // write prints the table and, with a directory, writes results.json and

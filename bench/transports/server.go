@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -30,8 +32,10 @@ http://127.0.0.1:%d {
 }
 `
 
-// tlsSite is added for SSE over HTTP/2: Caddy's default protocols on a TLS
-// site include h2, and tls internal needs no outside CA.
+// tlsSite is added for WebSocket over TLS and SSE over HTTP/2: Caddy's
+// default protocols on a TLS site are h1, h2 and h3, so each client's ALPN
+// offer picks (http/1.1 for websocket-tls, h2 for sse-h2), and tls internal
+// needs no outside CA.
 const tlsSite = `https://127.0.0.1:%d {
 	bind 127.0.0.1
 	tls internal
@@ -107,7 +111,7 @@ type srvStats struct {
 // conns answers the connection count of transport.
 func (st srvStats) conns(transport string) int64 {
 	switch transport {
-	case transportWS:
+	case transportWS, transportWSTLS:
 		return st.Connections.WebSocket
 	case transportSSE, transportSSEH2:
 		return st.Connections.SSE
@@ -149,7 +153,8 @@ func (s *server) publish(key string) (uint64, error) {
 
 // waitTLS polls the TLS site with an immediate long poll until it answers
 // over HTTP/2: caddy issues its internal certificate after it starts, and
-// that must be done before the baseline snapshot.
+// that must be done before the baseline snapshot (for websocket-tls too,
+// whose clients then speak http/1.1 to the same site).
 func (s *server) waitTLS(limit time.Duration) error {
 	tr := &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 	defer tr.CloseIdleConnections()
@@ -170,4 +175,36 @@ func (s *server) waitTLS(limit time.Duration) error {
 		time.Sleep(100 * time.Millisecond) // polling interval
 	}
 	return fmt.Errorf("%w: TLS site: %w; log: %s", serverproc.ErrNotReady, last, s.LogTail())
+}
+
+// heapProfile saves caddy's heap profile, after a GC, as dir/name; an
+// empty dir saves nothing. Compare two with
+// go tool pprof -sample_index=inuse_space -top -diff_base=before after.
+func (s *server) heapProfile(dir, name string) error {
+	if dir == "" {
+		return nil
+	}
+	resp, err := httpClient.Get("http://" + s.admin + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return fmt.Errorf("fetching the heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetching the heap profile: %s", resp.Status)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("profile directory: %w", err)
+	}
+	out, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return fmt.Errorf("saving the heap profile: %w", err)
+	}
+	if _, err := io.Copy(out, io.LimitReader(resp.Body, 256<<20)); err != nil {
+		out.Close()
+		return fmt.Errorf("saving the heap profile: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("saving the heap profile: %w", err)
+	}
+	return nil
 }
